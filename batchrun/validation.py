@@ -1,0 +1,347 @@
+"""Check a job's input against its model's published schema, before anything is sent.
+
+Pure. The published schemas are not strict JSON Schema (see API.md): they use the type
+``"float"``, formats such as ``image_uri``, and text-to-video's ``multi_prompt.items`` lists its
+fields without a ``properties`` wrapper. This module copes with exactly those documents and adds
+the rules the schemas only describe in prose (multi-prompt durations add up to ``duration``,
+media fields hold http(s) URLs, the prompt is not blank).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from batchrun.catalog import AUDIO_FIELDS, ModelInfo, suggest
+
+Path_ = tuple[str | int, ...]
+
+URL_FORMATS = frozenset({"image_uri", "image_uris", "video_uri", "uri", "url"})
+BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+_AUDIO_NAMES = frozenset(AUDIO_FIELDS.values())
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One thing wrong with one field of a job's input."""
+
+    path: Path_  #: e.g. ``("multi_prompt", 2, "duration")``; ``()`` for the input as a whole
+    message: str  #: one line, naming what was expected
+
+    @property
+    def field(self) -> str:
+        """The path written the way users write it: ``multi_prompt[2].duration``."""
+        text = ""
+        for part in self.path:
+            if isinstance(part, int):
+                text += f"[{part}]"
+            else:
+                text += f".{part}" if text else part
+        return text
+
+
+def show(value: Any) -> str:
+    """A short one-line rendering of a user value for messages."""
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return "`" + text.replace("\n", "\\n") + "`"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else f"a list of {len(value)}"
+    return repr(value)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+_EXPECTED = {
+    "string": "a string",
+    "integer": "an integer",
+    "float": "a number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+}
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("float", "number"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "object":
+        return isinstance(value, dict)
+    return True  # a type this module does not know: let RunComfy judge
+
+
+def item_schema(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The schema of an array's items, repairing the text-to-video ``items`` without ``properties``."""
+    items = schema.get("items")
+    if not isinstance(items, Mapping):
+        return None
+    if "type" in items or "properties" in items:
+        return items
+    if items and all(isinstance(v, Mapping) for v in items.values()):
+        return {"type": "object", "properties": items}
+    return items
+
+
+def _is_url_field(name: str | int | None, schema: Mapping[str, Any]) -> bool:
+    if schema.get("format") in URL_FORMATS:
+        return True
+    return isinstance(name, str) and (name.endswith("_url") or name.endswith("_urls"))
+
+
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not an http(s) URL with a host, or None when it is one."""
+    if any(c.isspace() for c in value):
+        return f"must be an http(s) URL without spaces (got {show(value)})"
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return f"must be an http(s) URL (got {show(value)})"
+    if parts.scheme not in ("http", "https"):
+        return f"must be an http(s) URL (got {show(value)})"
+    if not host:
+        return f"must be an http(s) URL with a host (got {show(value)})"
+    return None
+
+
+def _range_message(schema: Mapping[str, Any], value: float) -> str | None:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            return f"must be between {low} and {high} (got {show(value)})"
+        if low is not None:
+            return f"must be at least {low} (got {show(value)})"
+        return f"must be at most {high} (got {show(value)})"
+    return None
+
+
+def _check(schema: Mapping[str, Any], value: Any, path: Path_, issues: list[FieldIssue]) -> None:
+    kind = schema.get("type")
+    name = path[-1] if path else None
+    if isinstance(kind, str) and not _type_ok(kind, value):
+        issues.append(FieldIssue(path, f"must be {_EXPECTED.get(kind, kind)} (got {_kind(value)} {show(value)})"
+                                 if not isinstance(value, (dict, list)) else
+                                 f"must be {_EXPECTED.get(kind, kind)} (got {_kind(value)})"))
+        return
+    enum = schema.get("enum")
+    if isinstance(enum, list) and value not in enum:
+        allowed = ", ".join(str(v) for v in enum)
+        hint = suggest(value, [str(v) for v in enum]) if isinstance(value, str) else None
+        extra = f"; did you mean `{hint}`?" if hint else ""
+        issues.append(FieldIssue(path, f"must be one of {allowed} (got {show(value)}){extra}"))
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        message = _range_message(schema, value)
+        if message:
+            issues.append(FieldIssue(path, message))
+    elif isinstance(value, str):
+        if name == "prompt" and not value.strip():
+            issues.append(FieldIssue(path, "must not be empty"))
+        elif _is_url_field(name, schema) and schema.get("type", "string") == "string":
+            message = url_problem(value)
+            if message:
+                issues.append(FieldIssue(path, message))
+    elif isinstance(value, list):
+        low, high = schema.get("minItems"), schema.get("maxItems")
+        if low is not None and len(value) < low:
+            issues.append(FieldIssue(path, f"must have at least {low} items (got {len(value)})"))
+        if high is not None and len(value) > high:
+            issues.append(FieldIssue(path, f"must have at most {high} items (got {len(value)})"))
+        items = item_schema(schema)
+        url_items = _is_url_field(name, schema)
+        for index, item in enumerate(value):
+            if items is not None:
+                _check(items, item, (*path, index), issues)
+            if url_items and isinstance(item, str) and (items is None or "format" not in items):
+                message = url_problem(item)
+                if message:
+                    issues.append(FieldIssue((*path, index), message))
+    elif isinstance(value, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, Mapping):
+            _check_object(properties, schema.get("required", ()), value, path, issues, audio=None)
+
+
+def _check_object(
+    properties: Mapping[str, Any],
+    required: Any,
+    value: Mapping[str, Any],
+    path: Path_,
+    issues: list[FieldIssue],
+    audio: str | None,
+) -> None:
+    for name in required or ():
+        if name not in value:
+            issues.append(FieldIssue((*path, name), "required field is missing"))
+    for name, item in value.items():
+        if not isinstance(name, str):
+            issues.append(FieldIssue((*path, str(name)), "field names must be strings"))
+            continue
+        schema = properties.get(name)
+        if schema is None:
+            issues.append(FieldIssue((*path, name), _unknown_field(name, properties, audio)))
+            continue
+        _check(schema, item, (*path, name), issues)
+
+
+def _unknown_field(name: str, properties: Mapping[str, Any], audio: str | None) -> str:
+    hint = audio if audio and name in _AUDIO_NAMES and name != audio else suggest(name, properties)
+    if hint:
+        return f"unknown field `{name}`; did you mean `{hint}`?"
+    return f"unknown field `{name}`; known fields: {', '.join(properties)}"
+
+
+def _json_problem(value: Any, path: Path_, issues: list[FieldIssue], depth: int = 0) -> None:
+    if depth > 100:
+        issues.append(FieldIssue(path, "is nested too deeply"))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                issues.append(FieldIssue((*path, str(key)), "field names must be strings"))
+            else:
+                _json_problem(item, (*path, key), issues, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _json_problem(item, (*path, index), issues, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        issues.append(FieldIssue(path, f"must be a finite number (got {value})"))
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        issues.append(FieldIssue(path, f"must be a JSON value (got {type(value).__name__})"))
+
+
+def _multi_prompt(model: ModelInfo, input: Mapping[str, Any], issues: list[FieldIssue]) -> None:
+    segments = input.get("multi_prompt")
+    if not isinstance(segments, list) or not segments:
+        return
+    items = item_schema(model.properties.get("multi_prompt", {})) or {}
+    props = items.get("properties", {}) if isinstance(items, Mapping) else {}
+    segment_default = props.get("duration", {}).get("default") if isinstance(props, Mapping) else None
+    total = 0
+    for index, segment in enumerate(segments):
+        if not isinstance(segment, dict):
+            return
+        if "prompt" not in segment:
+            issues.append(FieldIssue(("multi_prompt", index, "prompt"), "each segment needs a prompt"))
+        seconds = segment.get("duration", segment_default)
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            return
+        total += seconds
+    duration = input.get("duration", model.default_duration)
+    if not isinstance(duration, int) or isinstance(duration, bool):
+        return
+    if total != duration:
+        origin = "" if "duration" in input else " (the default)"
+        issues.append(FieldIssue(
+            ("multi_prompt",),
+            f"segment durations add up to {total} s but duration is {duration} s{origin}; they must be equal",
+        ))
+
+
+def validate_input(model: ModelInfo | None, input: object) -> list[FieldIssue]:
+    """Every problem with ``input`` for ``model``; an empty list means RunComfy should accept it.
+
+    With ``model`` None (an unknown model, allowed by ``--allow-unknown-model``) only checks that
+    the input is a JSON object.
+    """
+    if not isinstance(input, dict):
+        return [FieldIssue((), f"the input must be a mapping of field names to values (got {_kind(input)})")]
+    issues: list[FieldIssue] = []
+    if model is None:
+        _json_problem(input, (), issues)
+        return issues
+    _check_object(model.properties, model.schema.get("required", ()), input, (), issues, model.audio_field)
+    if not issues:
+        _multi_prompt(model, input, issues)
+    else:
+        bad = {issue.path[0] for issue in issues if issue.path}
+        if not bad & {"multi_prompt", "duration"}:
+            _multi_prompt(model, input, issues)
+    return issues
+
+
+def effective_input(model: ModelInfo, input: Mapping[str, Any]) -> dict[str, Any]:
+    """``input`` with the schema's defaults filled in: for display and cost only, never sent."""
+    result = dict(input)
+    for name, schema in model.properties.items():
+        if name not in result and isinstance(schema, Mapping) and "default" in schema:
+            result[name] = schema["default"]
+    return result
+
+
+def field_type(model: ModelInfo | None, field: str) -> str | None:
+    """The schema type of a top-level field, or None when unknown."""
+    if model is None:
+        return None
+    schema = model.properties.get(field)
+    kind = schema.get("type") if isinstance(schema, Mapping) else None
+    return kind if isinstance(kind, str) else None
+
+
+def coerce_text(model: ModelInfo | None, field: str, text: str) -> object:
+    """A CSV cell's text as the typed value the schema wants; ValueError(one line) when it cannot be.
+
+    Fields the schema does not know (and every field of an unknown model) stay strings.
+    """
+    kind = field_type(model, field)
+    stripped = text.strip()
+    if kind == "integer":
+        try:
+            return int(stripped, 10)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {show(text)}") from None
+    if kind in ("float", "number"):
+        try:
+            number = float(stripped)
+        except ValueError:
+            raise ValueError(f"expected a number, got {show(text)}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {show(text)}")
+        return int(number) if number.is_integer() and "." not in stripped and "e" not in stripped.lower() else number
+    if kind == "boolean":
+        try:
+            return BOOL_WORDS[stripped.casefold()]
+        except KeyError:
+            raise ValueError(f"expected true/false/yes/no/1/0, got {show(text)}") from None
+    if kind in ("array", "object"):
+        try:
+            value = json.loads(stripped)
+        except (ValueError, RecursionError) as error:
+            message = getattr(error, "msg", "invalid JSON")
+            raise ValueError(f"expected JSON {_EXPECTED[kind]} ({message}), got {show(text)}") from None
+        if not _type_ok(kind, value):
+            raise ValueError(f"expected JSON {_EXPECTED[kind]}, got {_kind(value)}")
+        return value
+    return text
