@@ -1,0 +1,194 @@
+"""When to check a submitted job next, and with which request. Pure: every call takes ``now``.
+
+Three pieces, meant to be driven by ONE scheduler loop rather than a sleeping task per job:
+
+- ``PollSchedule``: a short first check after submit, then intervals growing geometrically
+  (0.5 s, 0.75 s, 1.1 s ... capped at 10 s by default). ``cap`` is therefore also the longest a
+  finished job waits to be noticed once it may be done.
+- ``LatencyModel``: learns how long jobs take (submit -> finished) from finished jobs (keep one
+  per model id). While a job is younger than ``estimate()`` (by default the 10th percentile of
+  recent durations, i.e. "hardly any job finished before this"), the schedule skips the
+  pointless early checks and jumps straight to that moment (but never waits more than
+  ``max_idle`` between checks, so early failures are still seen, and never less than ``floor``).
+- ``PollQueue``: a heap of (due time, job key) with lazy removal; ``pop_due(now)`` gives the
+  keys whose check is due, ``next_due()`` how long the scheduler may sleep.
+
+Which endpoint: ``endpoint_for(...)`` says ``"result"`` (one request answers both "is it done?"
+and "where are the files?") unless the caller wants the queue position, which only ``/status``
+reports.
+
+A scheduler loop::
+
+    queue.push(job.key, schedule.first_due(submitted_at=now, now=now))
+    ...
+    for key in queue.pop_due(clock()):
+        report = await client.result(request_id)          # endpoint_for(...) == "result"
+        if report is terminal: model.record(finished - submitted); handle it
+        else:
+            state = states[key] = states[key].checked(clock())
+            queue.push(key, schedule.next_due(state, clock(), estimate=model.estimate()))
+    await sleep_until(queue.next_due())                    # or until a new job is pushed
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Endpoint = Literal["result", "status"]
+
+
+def endpoint_for(*, want_queue_position: bool = False) -> Endpoint:
+    """The request to check a job with: ``/result`` unless the queue position is wanted."""
+    return "status" if want_queue_position else "result"
+
+
+@dataclass(frozen=True)
+class PollState:
+    """What the schedule needs to know about one job: when it was submitted, how often checked."""
+
+    submitted_at: float  #: clock time the submit answered (or resume found the job at RunComfy)
+    checks: int = 0  #: checks done so far that found it unfinished
+    last_checked: float | None = None
+
+    def checked(self, now: float) -> PollState:
+        """The state after one more check that found the job still unfinished."""
+        return replace(self, checks=self.checks + 1, last_checked=now)
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Geometric backoff between checks, optionally skipping ahead to a learned completion time."""
+
+    first: float = 0.5  #: first check this long after submit
+    factor: float = 1.5  #: each interval is this much longer than the one before
+    cap: float = 10.0  #: longest interval once a job may be done (= worst lateness noticing it)
+    floor: float = 0.5  #: never check a job again sooner than this
+    max_idle: float = 120.0  #: never go longer than this between checks, even when skipping ahead
+
+    def __post_init__(self) -> None:
+        if self.first <= 0 or self.factor < 1 or self.cap <= 0 or self.floor < 0:
+            raise ValueError("poll intervals must be positive and the factor at least 1")
+        if self.max_idle < self.cap:
+            raise ValueError("max_idle must be at least cap")
+
+    def interval(self, checks: int) -> float:
+        """The plain backoff interval after ``checks`` unfinished checks (0: first after submit)."""
+        if checks <= 0:
+            return max(self.first, self.floor)
+        # first * factor**checks, computed without overflowing for very old jobs
+        limit = math.log(self.cap / self.first, self.factor) if self.factor > 1 else math.inf
+        if checks >= limit:
+            return max(self.cap, self.floor)
+        return max(min(self.cap, self.first * self.factor**checks), self.floor)
+
+    def first_due(self, *, submitted_at: float, now: float, estimate: float | None = None) -> float:
+        """When to check a just-submitted job the first time."""
+        return self.next_due(PollState(submitted_at=submitted_at), now, estimate=estimate)
+
+    def next_due(self, state: PollState, now: float, *, estimate: float | None = None) -> float:
+        """The clock time of the next check of a job in ``state``.
+
+        ``estimate`` (from ``LatencyModel.estimate()``) is the job age before which it is unlikely
+        to be finished; while the job is younger, the check moves to that age, bounded by
+        ``max_idle`` from now.
+        """
+        due = now + self.interval(state.checks)
+        if estimate is not None and estimate > 0:
+            likely_done_at = state.submitted_at + estimate
+            if likely_done_at > due:
+                due = min(likely_done_at, now + self.max_idle)
+        return max(due, now + self.floor)
+
+
+class LatencyModel:
+    """A running quantile of how long recent jobs took from submit to finished (one per model)."""
+
+    def __init__(self, *, quantile: float = 0.1, window: int = 200, min_samples: int = 5) -> None:
+        if not 0 <= quantile <= 1:
+            raise ValueError("quantile must be between 0 and 1")
+        if window < 1 or min_samples < 1:
+            raise ValueError("window and min_samples must be positive")
+        self.quantile = quantile
+        self.min_samples = min_samples
+        self._recent: deque[float] = deque(maxlen=window)
+
+    @property
+    def samples(self) -> int:
+        return len(self._recent)
+
+    def record(self, duration: float) -> None:
+        """Learn from one finished job; durations that are not finite or negative are ignored."""
+        if math.isfinite(duration) and duration >= 0:
+            self._recent.append(float(duration))
+
+    def record_job(self, *, submitted_at: float, finished_at: float) -> None:
+        """Learn from one job that was submitted and seen finished at these clock times."""
+        self.record(finished_at - submitted_at)
+
+    def estimate(self) -> float | None:
+        """The configured quantile of recent durations, or None until ``min_samples`` were seen."""
+        if len(self._recent) < self.min_samples:
+            return None
+        ordered = sorted(self._recent)
+        position = self.quantile * (len(ordered) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class PollQueue:
+    """A heap of (due time, key): one sleeping scheduler instead of one sleeping task per job.
+
+    Pushing a key again replaces its earlier entry (the stale one is skipped when it surfaces).
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._live: dict[Hashable, int] = {}  # key -> sequence number of its current entry
+        self._sequence = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._live
+
+    def push(self, key: Hashable, due: float) -> None:
+        """Schedule (or reschedule) ``key`` for ``due``."""
+        sequence = next(self._sequence)
+        self._live[key] = sequence
+        heapq.heappush(self._heap, (due, sequence, key))
+
+    def remove(self, key: Hashable) -> None:
+        """Forget ``key`` (e.g. cancelled); a no-op when it is not scheduled."""
+        self._live.pop(key, None)
+
+    def _drop_stale(self) -> None:
+        while self._heap and self._live.get(self._heap[0][2]) != self._heap[0][1]:
+            heapq.heappop(self._heap)
+
+    def next_due(self) -> float | None:
+        """The earliest due time, or None when nothing is scheduled."""
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float, limit: int | None = None) -> list[Hashable]:
+        """The keys due at or before ``now``, earliest first (at most ``limit``); they are removed."""
+        due: list[Hashable] = []
+        while limit is None or len(due) < limit:
+            self._drop_stale()
+            if not self._heap or self._heap[0][0] > now:
+                break
+            _, _, key = heapq.heappop(self._heap)
+            del self._live[key]
+            due.append(key)
+        return due
+
+    def keys(self) -> Iterable[Hashable]:
+        return list(self._live)
