@@ -1,0 +1,222 @@
+"""The RunComfy Model API over httpx: submit, status, result, cancel.
+
+What is retried (per the ``RetryPolicy``, default ``RetryPolicy()``):
+
+- ``status``, ``result``, ``cancel`` are idempotent: retried on every transient failure (transport
+  errors, timeouts, HTTP 408/429/5xx, ``error_code`` 500001, answers that are not JSON objects).
+- ``submit`` creates a billed job and RunComfy has no idempotency key, so it is retried ONLY when
+  the job certainly was not created:
+
+  * the connection could not be made or no pooled connection was free (``ConnectError``,
+    ``ConnectTimeout``, ``PoolTimeout``): the request never left;
+  * HTTP 429 and HTTP 5xx / ``error_code`` 500001 answers. ASSUMPTION (not published): an error
+    answer means RunComfy did not create the job. It is the only reading under which a 5xx can
+    be retried at all; every other reading makes each 5xx a manual decision.
+
+  When the request may have been sent but no usable answer came back (read/write timeout,
+  connection reset or closed mid-exchange, ``RemoteProtocolError``, a 2xx without
+  ``request_id`` or not JSON), ``submit`` raises ``SubmitOutcomeUnknown`` (an ``ApiError``, NOT
+  transient, ``cause`` = the underlying error). The caller must treat the job as possibly
+  created and apply its "submitting" policy; it must not simply submit again.
+
+Errors raised: ``AuthError`` (stop the run), ``InsufficientBalanceError`` (stop submitting),
+other ``PermanentApiError`` subclasses (fail the job), ``TransientApiError`` (retries exhausted;
+the job stays as it was), ``SubmitOutcomeUnknown``. Transport errors are wrapped in
+``TransientApiError`` (``__cause__`` kept). No message carries the token.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from batchrun import __version__, protocol
+from batchrun.api.responses import (
+    CancelReport,
+    ResultReport,
+    StatusReport,
+    Submission,
+    SubmitOutcomeUnknown,
+    classify_error,
+    decode_body,
+    parse_cancel,
+    parse_result,
+    parse_status,
+    parse_submission,
+    redact,
+)
+from batchrun.errors import (
+    ConfigError,
+    PermanentApiError,
+    RequestNotFoundError,
+    TransientApiError,
+    UnknownModelError,
+)
+from batchrun.retry import RetryPolicy
+
+USER_AGENT = f"batchrun/{__version__}"
+
+#: failures after which a request certainly never reached the server
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+ENDPOINTS = ("submit", "status", "result", "cancel")
+
+
+class RunComfyClient:
+    """One connection pool to the RunComfy Model API; use as ``async with RunComfyClient(...)``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        max_connections: int = 20,
+        timeout: httpx.Timeout | float = 30,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not token or not token.strip():
+            raise ConfigError(f"no RunComfy API token; set {protocol.TOKEN_ENV}")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}")
+        self.base_url = str(url).rstrip("/")
+        self._token = token.strip()
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng
+        self.request_counts: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Bearer {self._token}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,
+            transport=transport,
+            trust_env=False,  # never hand the token to a proxy picked up from the environment
+        )
+
+    def __repr__(self) -> str:  # never show the token
+        return f"RunComfyClient({self.base_url!r})"
+
+    async def __aenter__(self) -> RunComfyClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- the four calls -------------------------------------------------------------------------
+
+    async def submit(self, model_id: str, input: Mapping[str, Any]) -> Submission:
+        """Create a job; retried only when it certainly was not created (see the module docstring)."""
+        if not model_id or not isinstance(model_id, str):
+            raise UnknownModelError("empty model id")
+        path = protocol.submit_path(quote(model_id.strip("/"), safe="/"))
+
+        async def attempt() -> Submission:
+            try:
+                response = await self._send("submit", "POST", path, json=dict(input))
+            except _NOT_SENT as error:
+                raise self._transient(error, "submit") from error
+            except httpx.TransportError as error:
+                raise SubmitOutcomeUnknown(
+                    self._safe(
+                        f"no answer to the submit ({type(error).__name__}: {error}); the job may exist"
+                    ),
+                    cause=error,
+                ) from error
+            problem = classify_error(response.status_code, response.headers, response.content, secret=self._token)
+            if isinstance(problem, RequestNotFoundError) and problem.error_code is None:
+                # a bare 404 on POST /v1/models/{id}: the model, not a request, is unknown
+                problem = UnknownModelError(problem.message, status_code=404, model=model_id)
+            if problem is not None:
+                raise problem
+            try:
+                return parse_submission(decode_body(response.content))
+            except SubmitOutcomeUnknown as error:
+                raise SubmitOutcomeUnknown(
+                    f"{error.message} (HTTP {response.status_code})", status_code=response.status_code
+                ) from None
+
+        return await self._run(attempt)
+
+    async def status(self, request_id: str) -> StatusReport:
+        """A job's status (and queue position while queued)."""
+        data = await self._call("status", "GET", protocol.status_path(_quote_id(request_id)))
+        return parse_status(data, request_id)
+
+    async def result(self, request_id: str) -> ResultReport:
+        """A job's status and, once completed, its output URLs; the cheap way to poll."""
+        data = await self._call("result", "GET", protocol.result_path(_quote_id(request_id)))
+        return parse_result(data, request_id)
+
+    async def cancel(self, request_id: str) -> CancelReport:
+        """Ask RunComfy to cancel a job (only queued jobs can be); safe to repeat."""
+        data = await self._call("cancel", "POST", protocol.cancel_path(_quote_id(request_id)))
+        return parse_cancel(data, request_id)
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def _run(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        async for trying in self.retry.retrying(sleep=self._sleep, rng=self._rng):
+            with trying:
+                return await attempt()
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _call(self, endpoint: str, method: str, path: str) -> Any:
+        """An idempotent request: retried on every transient failure; returns the decoded JSON."""
+
+        async def attempt() -> Any:
+            try:
+                response = await self._send(endpoint, method, path)
+            except httpx.TransportError as error:
+                if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+                    raise PermanentApiError(self._safe(f"{endpoint} request invalid: {error}")) from error
+                raise self._transient(error, endpoint) from error
+            problem = classify_error(response.status_code, response.headers, response.content, secret=self._token)
+            if problem is not None:
+                raise problem
+            data = decode_body(response.content)
+            if not isinstance(data, Mapping):
+                raise TransientApiError(
+                    f"RunComfy's {endpoint} answer was not a JSON object (HTTP {response.status_code})",
+                    status_code=response.status_code,
+                )
+            return data
+
+        return await self._run(attempt)
+
+    async def _send(self, endpoint: str, method: str, path: str, json: Any = None) -> httpx.Response:
+        self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
+        kwargs: dict[str, Any] = {} if json is None else {"json": json}
+        return await self._http.request(method, path, **kwargs)
+
+    def _transient(self, error: BaseException, endpoint: str) -> TransientApiError:
+        return TransientApiError(
+            self._safe(f"could not reach RunComfy for {endpoint} ({type(error).__name__}: {error})"),
+            cause=error,
+        )
+
+    def _safe(self, text: str) -> str:
+        return redact(" ".join(text.split()), self._token)
+
+
+def _quote_id(request_id: str) -> str:
+    """A request id made safe as one path segment (an odd id can never reach another path)."""
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise RequestNotFoundError("empty request id")
+    return quote(request_id.strip(), safe="")

@@ -1,0 +1,481 @@
+"""Reading RunComfy's answers: error classification and parsing into frozen values. Pure.
+
+``classify_error(status_code, headers, body)`` looks at EVERY answer (a 200 may carry an
+``error_code``) and returns the exception to raise, or None when the answer is good. Published
+codes win over the HTTP status; unknown codes fall back to the HTTP status, then to the code's
+leading digits (``5xxxxx`` -> transient ...). Messages are one line and never carry the token
+(pass ``secret=`` to scrub anything the server echoed back).
+
+``parse_submission/parse_status/parse_result/parse_cancel`` turn a decoded JSON answer into
+``Submission``/``StatusReport``/``ResultReport``/``CancelReport``. Status words are normalised to
+``queued``/``running``/``completed``/``cancelled``/``failed``; an unknown word counts as still
+running, and the word as sent is kept in ``raw_status``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from batchrun import protocol
+from batchrun.errors import (
+    ApiError,
+    AuthError,
+    BatchrunError,
+    ForbiddenError,
+    InsufficientBalanceError,
+    PermanentApiError,
+    RateLimitedError,
+    RequestNotFoundError,
+    TransientApiError,
+    UnknownModelError,
+    ValidationRejectedError,
+)
+
+QUEUED = "queued"
+RUNNING = "running"
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+FAILED = "failed"
+TERMINAL = frozenset({COMPLETED, CANCELLED, FAILED})
+
+_MAX_MESSAGE = 300
+
+
+class SubmitOutcomeUnknown(ApiError):
+    """The submit may have reached RunComfy but no usable answer came back: the job may exist (and be billed)."""
+
+    def __init__(self, message: str | None = None, *, cause: BaseException | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.cause = cause
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    """RunComfy accepted a job. Only ``request_id`` is guaranteed; the URLs are kept for the record."""
+
+    request_id: str
+    status_url: str | None = None
+    result_url: str | None = None
+    cancel_url: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    request_id: str
+    status: str  #: normalised: queued, running, completed, cancelled or failed
+    raw_status: str | None  #: the word RunComfy sent
+    queue_position: int | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class ResultReport:
+    request_id: str
+    status: str  #: normalised: queued, running, completed, cancelled or failed
+    raw_status: str | None
+    output_urls: tuple[str, ...] = ()  #: every URL in ``output``, in order, without duplicates
+    error: str | None = None  #: one line, for a failed job
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    request_id: str
+    cancelled: bool  #: True when RunComfy cancelled it (nothing billed)
+    outcome: str | None  #: ``cancelled`` / ``not_cancellable`` / whatever was sent
+    status: str | None  #: normalised status, when the answer had one
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` without ``secret`` and without anything that looks like a bearer token."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return re.sub(r"(?i)(bearer\s+)[^\s\"',;]+", r"\1[redacted]", text)
+
+
+def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def decode_body(body: bytes | str | Mapping[str, Any] | list[Any] | None) -> Any:
+    """The JSON value of a body, or None when it is empty or not JSON."""
+    if body is None or isinstance(body, (Mapping, list)):
+        return body
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _text_excerpt(body: bytes | str | Any) -> str:
+    """A short plain-text hint from a non-JSON body (an HTML error page's title, say)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str):
+        return ""
+    title = re.search(r"<title[^>]*>(.*?)</title>", body, re.I | re.S)
+    text = title.group(1) if title else re.sub(r"<[^>]+>", " ", body)
+    return one_line(text, 120)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _lower_headers(headers: Mapping[str, str] | Any | None) -> dict[str, str]:
+    if not headers:
+        return {}
+    return {str(k).lower(): str(v) for k, v in headers.items()}
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds or HTTP-date); None when absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max((when - now).total_seconds(), 0.0)
+
+
+def summarize_detail(detail: Any) -> str:
+    """A 422 ``detail`` as one line: ``duration: must be <= 15; prompt: field required``."""
+    if detail is None:
+        return ""
+    if isinstance(detail, str):
+        return one_line(detail)
+    if isinstance(detail, Mapping):
+        if "msg" in detail or "message" in detail:
+            detail = [detail]
+        else:
+            return one_line("; ".join(f"{k}: {summarize_detail(v)}" for k, v in detail.items()))
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, Mapping):
+                loc = item.get("loc") or item.get("field") or item.get("path") or ()
+                if isinstance(loc, str):
+                    loc = [loc]
+                names = [str(p) for p in loc if p not in ("body",)] if isinstance(loc, list | tuple) else []
+                message = item.get("msg") or item.get("message") or item.get("error") or ""
+                where = ".".join(names)
+                parts.append(f"{where}: {message}" if where else str(message))
+            else:
+                parts.append(str(item))
+        return one_line("; ".join(p for p in parts if p))
+    return one_line(str(detail))
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+_CODE_CLASSES: dict[int, type[BatchrunError]] = {
+    protocol.ERR_UNKNOWN_MODEL: UnknownModelError,
+    protocol.ERR_INSUFFICIENT_BALANCE: InsufficientBalanceError,
+    protocol.ERR_TOKEN_MISSING: AuthError,
+    protocol.ERR_UNAUTHORIZED: AuthError,
+    protocol.ERR_OTHER_ACCOUNT: ForbiddenError,
+    protocol.ERR_FORBIDDEN: ForbiddenError,
+    protocol.ERR_REQUEST_NOT_FOUND: RequestNotFoundError,
+    protocol.ERR_VALIDATION: ValidationRejectedError,
+    protocol.ERR_INTERNAL: TransientApiError,
+}
+
+
+def _class_for_http(status: int) -> type[BatchrunError] | None:
+    if status == 401:
+        return AuthError
+    if status == 402:  # not published; a payment problem stops submitting like 400002
+        return InsufficientBalanceError
+    if status == 403:
+        return ForbiddenError
+    if status == 404:
+        return RequestNotFoundError
+    if status == 422:
+        return ValidationRejectedError
+    if status == 429:
+        return RateLimitedError
+    if status == 408 or status >= 500:
+        return TransientApiError
+    if 300 <= status < 500:
+        return PermanentApiError
+    return None
+
+
+def classify_error(
+    status_code: int,
+    headers: Mapping[str, str] | Any | None,
+    body: bytes | str | Mapping[str, Any] | None,
+    *,
+    secret: str | None = None,
+    now: datetime | None = None,
+) -> BatchrunError | None:
+    """The error an answer signals (``AuthError`` or an ``ApiError``), or None for a good answer."""
+    data = decode_body(body)
+    payload = data if isinstance(data, Mapping) else {}
+    code = _int_or_none(payload.get("error_code"))
+    if code == 0:
+        code = None
+    ok = 200 <= status_code < 300
+    if ok and code is None:
+        return None
+
+    cls: type[BatchrunError] | None = _CODE_CLASSES.get(code) if code is not None else None
+    if status_code == 429:
+        cls = RateLimitedError
+    if cls is None and not ok:
+        cls = _class_for_http(status_code)
+    if cls is None and code is not None:  # an unpublished code: go by its leading digits
+        cls = _class_for_http(code // 1000) if 100 <= code // 1000 < 600 else None
+    if cls is None:
+        cls = PermanentApiError
+
+    server_message = payload.get("error_message") or payload.get("message") or payload.get("error")
+    if isinstance(server_message, Mapping):
+        server_message = server_message.get("message") or json.dumps(server_message)
+    detail = payload.get("detail")
+    if cls is ValidationRejectedError or (status_code == 422 and detail is not None):
+        summary = summarize_detail(detail)
+        if summary:
+            server_message = f"{server_message}: {summary}" if server_message else summary
+    if not server_message and data is None and body:
+        excerpt = _text_excerpt(body)
+        server_message = f"non-JSON answer: {excerpt}" if excerpt else "non-JSON answer"
+    where = f"HTTP {status_code}" + (f", error_code {code}" if code is not None else "")
+    base = (cls.__doc__ or cls.__name__).strip().splitlines()[0].rstrip(".")
+    text = f"{base}: {server_message} ({where})" if server_message else f"{base} ({where})"
+    message = redact(one_line(text, 500), secret)
+
+    if cls is AuthError:
+        return AuthError(message, status_code=status_code, error_code=code)
+    assert issubclass(cls, ApiError)
+    if cls is RateLimitedError:
+        retry_after = parse_retry_after(_lower_headers(headers).get("retry-after"), now=now)
+        return RateLimitedError(
+            message, retry_after=retry_after, status_code=status_code, error_code=code, detail=detail
+        )
+    return cls(message, status_code=status_code, error_code=code, detail=detail)
+
+
+# --- answers ------------------------------------------------------------------------------------
+
+
+def normalize_status(word: Any) -> str:
+    """The batchrun status for a RunComfy status word; unknown words count as still running."""
+    if not isinstance(word, str):
+        return RUNNING
+    w = word.strip().lower()
+    if w in protocol.QUEUED_STATUSES:
+        return QUEUED
+    if w in protocol.RUNNING_STATUSES:
+        return RUNNING
+    if w in protocol.SUCCESS_STATUSES:
+        return COMPLETED
+    if w in protocol.CANCELLED_STATUSES:
+        return CANCELLED
+    if w in protocol.FAILED_STATUSES:
+        return FAILED
+    return RUNNING
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and re.match(r"(?i)^https?://[^\s/]+", value.strip()) is not None
+
+
+def _urls_in(value: Any, depth: int = 0) -> list[str]:
+    if depth > 4:
+        return []
+    if isinstance(value, str):
+        return [value.strip()] if _is_url(value) else []
+    if isinstance(value, list | tuple):
+        return [u for item in value for u in _urls_in(item, depth + 1)]
+    if isinstance(value, Mapping):  # e.g. {"url": "..."} objects
+        found: list[str] = []
+        for key in ("url", "uri", "href"):
+            if key in value:
+                found += _urls_in(value[key], depth + 1)
+        return found
+    return []
+
+
+def collect_output_urls(output: Any) -> tuple[str, ...]:
+    """Every URL in an ``output`` value: the documented keys first, then any other URL-valued key."""
+    found: list[str] = []
+    if isinstance(output, Mapping):
+        for key in protocol.OUTPUT_URL_KEYS:
+            if key in output:
+                found += _urls_in(output[key])
+        for key, value in output.items():
+            if key not in protocol.OUTPUT_URL_KEYS:
+                found += _urls_in(value)
+    else:
+        found += _urls_in(output)
+    return tuple(dict.fromkeys(found))
+
+
+def _require_object(data: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise TransientApiError(f"RunComfy's {what} answer was not a JSON object")
+    return data
+
+
+def _request_id(data: Mapping[str, Any], fallback: str) -> str:
+    value = data.get("request_id")
+    return str(value) if isinstance(value, str | int) and str(value) else fallback
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 text or epoch seconds/milliseconds as an aware datetime; None when unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+        if seconds > 1e11:  # milliseconds
+            seconds /= 1000
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return parse_timestamp(float(text))
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None
+
+
+def _error_text(value: Any) -> str | None:
+    if value is None or value == "" or value == {}:
+        return None
+    if isinstance(value, Mapping):
+        text = value.get("message") or value.get("error_message") or value.get("detail")
+        value = text if text else json.dumps(value, sort_keys=True)
+    return one_line(str(value))
+
+
+def parse_submission(data: Any) -> Submission:
+    """A submit answer; without a ``request_id`` the job may still exist: SubmitOutcomeUnknown."""
+    if not isinstance(data, Mapping):
+        raise SubmitOutcomeUnknown("RunComfy's submit answer was not a JSON object; the job may exist")
+    request_id = data.get("request_id")
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not str(request_id).strip():
+        raise SubmitOutcomeUnknown("RunComfy's submit answer had no request_id; the job may exist")
+    return Submission(
+        request_id=str(request_id).strip(),
+        status_url=_optional_str(data.get("status_url")),
+        result_url=_optional_str(data.get("result_url")),
+        cancel_url=_optional_str(data.get("cancel_url")),
+    )
+
+
+def parse_status(data: Any, request_id: str) -> StatusReport:
+    """A status answer."""
+    obj = _require_object(data, "status")
+    raw = obj.get("status")
+    position = _int_or_none(obj.get("queue_position"))
+    return StatusReport(
+        request_id=_request_id(obj, request_id),
+        status=normalize_status(raw),
+        raw_status=raw if isinstance(raw, str) else None,
+        queue_position=position if position is not None and position >= 0 else None,
+    )
+
+
+def parse_result(data: Any, request_id: str) -> ResultReport:
+    """A result answer (also a poll: unfinished jobs answer with their status and no output)."""
+    obj = _require_object(data, "result")
+    raw = obj.get("status")
+    urls = collect_output_urls(obj.get("output"))
+    error = _error_text(obj.get("error"))
+    if isinstance(raw, str) and raw.strip():
+        status = normalize_status(raw)
+    elif urls:  # no status word but files: it finished
+        status = COMPLETED
+    elif error:
+        status = FAILED
+    else:
+        status = RUNNING
+    return ResultReport(
+        request_id=_request_id(obj, request_id),
+        status=status,
+        raw_status=raw if isinstance(raw, str) else None,
+        output_urls=urls,
+        error=error if status == FAILED or error else None,
+        created_at=parse_timestamp(obj.get("created_at")),
+        finished_at=parse_timestamp(obj.get("finished_at")),
+        raw=dict(obj),
+    )
+
+
+def parse_cancel(data: Any, request_id: str) -> CancelReport:
+    """A cancel answer: ``cancelled`` when RunComfy says so (outcome, or status when no outcome)."""
+    obj = _require_object(data, "cancel")
+    outcome = obj.get("outcome")
+    outcome = outcome.strip().lower() if isinstance(outcome, str) else None
+    raw = obj.get("status")
+    status = normalize_status(raw) if isinstance(raw, str) and raw.strip() else None
+    if outcome is not None:
+        cancelled = outcome in protocol.CANCELLED_STATUSES
+    else:
+        cancelled = status == CANCELLED
+    return CancelReport(
+        request_id=_request_id(obj, request_id), cancelled=cancelled, outcome=outcome, status=status
+    )
