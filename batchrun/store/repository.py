@@ -1,0 +1,665 @@
+"""The Store: the only place in batchrun that speaks SQL.
+
+Workers and the CLI call named methods (``apply_plan``, ``begin_submit``, ``record_submission``,
+``mark_done`` ...) and get frozen domain values back (``Job``, ``Event``); they never see a
+Session or a row. Every write is one short transaction that records its own history: a state
+change updates the job *and* appends an event, or does neither.
+
+Hot paths use SQLAlchemy Core (executemany in pages, no ORM unit of work). One ``Store`` is used
+from one thread at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+
+from batchrun.domain import Event, Job, JobSpec
+from batchrun.errors import BatchrunError
+from batchrun.states import TERMINAL, JobState, can_transition
+from batchrun.store.models import campaigns, events, jobs
+from batchrun.store.types import UTCDateTime, utcnow
+
+#: rows per executemany page when planning
+PAGE = 1000
+#: how many superseded keys a PlanCounts carries as a sample
+SAMPLE = 20
+_WRITE = "batchrun_write"  # same execution option as engine.WRITE (BEGIN IMMEDIATE on SQLite)
+#: columns ``transition(**fields)`` may not set: identity, plan and state are not the caller's
+_PROTECTED = frozenset({"id", "campaign_id", "key", "revision", "state", "created_at", "updated_at", "fingerprint"})
+NOT_TERMINAL = frozenset(JobState) - TERMINAL
+
+
+class StaleJobError(BatchrunError):
+    """The job was not in the expected state (another worker or a resume moved it first)."""
+
+    job_id: int
+    expected: frozenset[JobState]
+    actual: JobState | None
+
+    def __init__(self, job_id: int, expected: Collection[JobState], actual: JobState | None) -> None:
+        wanted = "|".join(sorted(expected))
+        super().__init__(
+            f"job {job_id} is {actual or 'missing'}, not {wanted}",
+            job_id=job_id,
+            expected=frozenset(expected),
+            actual=actual,
+        )
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A campaign as the store knows it."""
+
+    id: int
+    name: str
+    manifest_path: str
+    output_dir: str
+    settings: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    """What planning a manifest did (or would do) to a campaign."""
+
+    new: int = 0  #: keys not seen before: inserted as pending revision 1
+    unchanged: int = 0  #: same fingerprint and output name: nothing written (includes ``done``)
+    changed: int = 0  #: different fingerprint or output name: a new revision was inserted
+    done: int = 0  #: unchanged and already done
+    total: int = 0  #: specs in the manifest
+    orphaned: int = 0  #: active keys in the database that the manifest no longer lists (left alone)
+    superseded_keys: tuple[str, ...] = field(default=())  #: a sample (up to 20) of changed keys
+
+
+@dataclass(frozen=True)
+class _Active:
+    id: int
+    revision: int
+    fingerprint: str
+    output_name: str
+    state: JobState
+
+
+def _states(value: JobState | Collection[JobState]) -> frozenset[JobState]:
+    if isinstance(value, str):
+        return frozenset({JobState(value)})
+    return frozenset(JobState(s) for s in value)
+
+
+def _to_job(row: Row[Any]) -> Job:
+    m = row._mapping
+    return Job(
+        id=m["id"],
+        campaign_id=m["campaign_id"],
+        key=m["key"],
+        model=m["model"],
+        input=m["input"],
+        state=JobState(m["state"]),
+        output_name=m["output_name"],
+        fingerprint=m["fingerprint"],
+        take=m["take"],
+        revision=m["revision"],
+        request_id=m["request_id"],
+        attempts=m["attempts"],
+        error=m["error"],
+        result_urls=tuple(m["result_urls"] or ()),
+        output_path=m["output_path"],
+        size=m["size"],
+        sha256=m["sha256"],
+        estimated_cost=m["estimated_cost"],
+        created_at=m["created_at"],
+        submitted_at=m["submitted_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _to_event(row: Row[Any]) -> Event:
+    m = row._mapping
+    return Event(
+        job_id=m["job_id"],
+        at=m["at"],
+        kind=m["kind"],
+        from_state=JobState(m["from_state"]) if m["from_state"] else None,
+        to_state=JobState(m["to_state"]) if m["to_state"] else None,
+        detail=m["detail"] or {},
+    )
+
+
+def _to_campaign(row: Row[Any]) -> CampaignRecord:
+    m = row._mapping
+    return CampaignRecord(
+        id=m["id"],
+        name=m["name"],
+        manifest_path=m["manifest_path"],
+        output_dir=m["output_dir"],
+        settings=m["settings"],
+        created_at=m["created_at"],
+    )
+
+
+class Store:
+    """Everything batchrun reads from and writes to its database."""
+
+    def __init__(self, engine: Engine, *, now: Callable[[], datetime] = utcnow, label: str | None = None) -> None:
+        self.engine = engine
+        self.now = now
+        self.label = label or engine.url.render_as_string(hide_password=True)
+        self._active = jobs.c.superseded_at.is_(None)
+
+    def __repr__(self) -> str:
+        return f"Store({self.label!r})"
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        from batchrun.store.engine import translate_errors
+
+        with translate_errors(self.label), self.engine.connect() as connection:
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        from batchrun.store.engine import translate_errors
+
+        with translate_errors(self.label), self.engine.connect() as connection:
+            connection.execution_options(**{_WRITE: True})
+            with connection.begin():
+                yield connection
+
+    def _now(self) -> datetime:
+        value = self.now()
+        if value.tzinfo is None:
+            raise ValueError("the store clock must return timezone-aware datetimes")
+        return value
+
+    # -- campaigns ----------------------------------------------------------------------
+
+    def ensure_campaign(
+        self, name: str, *, manifest_path: str, output_dir: str, settings: Mapping[str, Any]
+    ) -> CampaignRecord:
+        """The campaign called ``name``, created or updated with the given paths and settings."""
+        now = self._now()
+        values = {
+            "manifest_path": str(manifest_path),
+            "output_dir": str(output_dir),
+            "settings": dict(settings),
+            "updated_at": now,
+        }
+        with self._write() as c:
+            row = c.execute(sa.select(campaigns).where(campaigns.c.name == name)).first()
+            if row is None:
+                c.execute(sa.insert(campaigns).values(name=name, created_at=now, **values))
+            else:
+                m = row._mapping
+                if any(m[k] != v for k, v in values.items() if k != "updated_at"):
+                    c.execute(sa.update(campaigns).where(campaigns.c.id == m["id"]).values(**values))
+            row = c.execute(sa.select(campaigns).where(campaigns.c.name == name)).one()
+        return _to_campaign(row)
+
+    def get_campaign(self, name: str) -> CampaignRecord | None:
+        """The campaign called ``name``, if any."""
+        with self._read() as c:
+            row = c.execute(sa.select(campaigns).where(campaigns.c.name == name)).first()
+        return _to_campaign(row) if row is not None else None
+
+    def list_campaigns(self) -> list[CampaignRecord]:
+        """Every campaign, oldest first."""
+        with self._read() as c:
+            return [_to_campaign(r) for r in c.execute(sa.select(campaigns).order_by(campaigns.c.id))]
+
+    # -- planning -----------------------------------------------------------------------
+
+    def _load_active(self, c: Connection, campaign_id: int) -> dict[str, _Active]:
+        query = sa.select(
+            jobs.c.key, jobs.c.id, jobs.c.revision, jobs.c.fingerprint, jobs.c.output_name, jobs.c.state
+        ).where(jobs.c.campaign_id == campaign_id, self._active)
+        return {
+            key: _Active(id_, revision, fp, name, JobState(state))
+            for key, id_, revision, fp, name, state in c.execute(query)
+        }
+
+    def preview_plan(self, campaign_id: int, specs: Iterable[JobSpec]) -> PlanCounts:
+        """What ``apply_plan`` would do, without writing anything."""
+        with self._read() as c:
+            active = self._load_active(c, campaign_id)
+        tally = _Tally(len(active))
+        for spec in specs:
+            tally.count(spec, active.get(spec.key))
+        return tally.result()
+
+    def apply_plan(
+        self,
+        campaign_id: int,
+        specs: Iterable[JobSpec],
+        *,
+        cost: Callable[[JobSpec], float | None] = lambda spec: None,
+    ) -> PlanCounts:
+        """Insert new jobs and new revisions of changed ones, all or nothing; never deletes.
+
+        A changed job keeps its old row (``superseded_at`` set); a pending old row is cancelled,
+        an in-flight or done one keeps its state so what was paid for is still finished and kept.
+        """
+        now = self._now()
+        with self._write() as c:
+            active = self._load_active(c, campaign_id)
+            tally = _Tally(len(active))
+            iterator = iter(specs)
+            while page := list(islice(iterator, PAGE)):
+                new_rows: list[dict[str, Any]] = []
+                supersedes: dict[str, int] = {}
+                for spec in page:
+                    old = active.get(spec.key)
+                    kind = tally.count(spec, old)
+                    if kind == "unchanged":
+                        continue
+                    revision = 1
+                    if kind == "changed":
+                        assert old is not None
+                        revision = old.revision + 1
+                        self._supersede(c, old, revision, now)
+                        supersedes[spec.key] = old.id
+                    new_rows.append(_new_row(campaign_id, spec, revision, cost(spec), now))
+                if new_rows:
+                    inserted = c.execute(
+                        sa.insert(jobs).returning(jobs.c.id, jobs.c.key, sort_by_parameter_order=True),
+                        new_rows,
+                    ).all()
+                    c.execute(
+                        sa.insert(events),
+                        [
+                            {
+                                "job_id": job_id,
+                                "at": now,
+                                "kind": "planned",
+                                "from_state": None,
+                                "to_state": JobState.PENDING.value,
+                                "detail": {"supersedes": supersedes[key]} if key in supersedes else {},
+                            }
+                            for job_id, key in inserted
+                        ],
+                    )
+        return tally.result()
+
+    def _supersede(self, c: Connection, old: _Active, revision: int, now: datetime) -> None:
+        values: dict[str, Any] = {"superseded_at": now, "updated_at": now}
+        if old.state is JobState.PENDING:
+            reason = f"superseded by revision {revision}"
+            values.update(state=JobState.CANCELLED.value, error=reason, finished_at=now)
+            c.execute(sa.update(jobs).where(jobs.c.id == old.id).values(**values))
+            self._insert_event(c, old.id, now, "transition", JobState.PENDING, JobState.CANCELLED, {"reason": reason})
+        else:
+            c.execute(sa.update(jobs).where(jobs.c.id == old.id).values(**values))
+
+    # -- queries ------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job | None:
+        """The job with this id (any revision), if any."""
+        with self._read() as c:
+            row = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        return _to_job(row) if row is not None else None
+
+    def get_job_by_key(self, campaign_id: int, key: str) -> Job | None:
+        """The active (newest, not superseded) revision of the job with this key."""
+        with self._read() as c:
+            row = c.execute(
+                sa.select(jobs).where(jobs.c.campaign_id == campaign_id, jobs.c.key == key, self._active)
+            ).first()
+        return _to_job(row) if row is not None else None
+
+    def job_revisions(self, campaign_id: int, key: str) -> list[Job]:
+        """Every revision of the job with this key, oldest first."""
+        with self._read() as c:
+            rows = c.execute(
+                sa.select(jobs).where(jobs.c.campaign_id == campaign_id, jobs.c.key == key).order_by(jobs.c.revision)
+            )
+            return [_to_job(r) for r in rows]
+
+    def is_superseded(self, job_id: int) -> bool:
+        """True when a newer revision of this job's key exists (the row is kept, not planned)."""
+        with self._read() as c:
+            value = c.execute(sa.select(jobs.c.superseded_at).where(jobs.c.id == job_id)).first()
+        return value is not None and value[0] is not None
+
+    def pending_jobs(self, campaign_id: int, *, limit: int, after_id: int = 0) -> list[Job]:
+        """Active pending jobs with id > ``after_id``, in id order, at most ``limit``."""
+        with self._read() as c:
+            rows = c.execute(
+                sa.select(jobs)
+                .where(
+                    jobs.c.campaign_id == campaign_id,
+                    jobs.c.state == JobState.PENDING.value,
+                    self._active,
+                    jobs.c.id > after_id,
+                )
+                .order_by(jobs.c.id)
+                .limit(limit)
+            )
+            return [_to_job(r) for r in rows]
+
+    def jobs_in_states(
+        self, campaign_id: int, states: Iterable[JobState], *, include_superseded: bool = True
+    ) -> list[Job]:
+        """Jobs of the campaign in any of ``states``, in id order (superseded rows too by default:
+        an in-flight old revision must still be finished)."""
+        query = sa.select(jobs).where(
+            jobs.c.campaign_id == campaign_id, jobs.c.state.in_([JobState(s).value for s in states])
+        )
+        if not include_superseded:
+            query = query.where(self._active)
+        with self._read() as c:
+            return [_to_job(r) for r in c.execute(query.order_by(jobs.c.id))]
+
+    def count_by_state(self, campaign_id: int) -> dict[JobState, int]:
+        """How many active jobs are in each state (every state present, zero when none)."""
+        counts = dict.fromkeys(JobState, 0)
+        with self._read() as c:
+            rows = c.execute(
+                sa.select(jobs.c.state, sa.func.count())
+                .where(jobs.c.campaign_id == campaign_id, self._active)
+                .group_by(jobs.c.state)
+            )
+            for state, n in rows:
+                counts[JobState(state)] = n
+        return counts
+
+    def history(self, job_id: int) -> list[Event]:
+        """Everything that happened to a job, in order."""
+        with self._read() as c:
+            rows = c.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
+            return [_to_event(r) for r in rows]
+
+    def find_by_output_path(self, path: str) -> list[Job]:
+        """Jobs (any campaign, any revision) whose recorded output file is ``path``."""
+        with self._read() as c:
+            rows = c.execute(sa.select(jobs).where(jobs.c.output_path == str(path)).order_by(jobs.c.id))
+            return [_to_job(r) for r in rows]
+
+    # -- transitions --------------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: int,
+        expected: JobState | Collection[JobState],
+        new: JobState,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Job:
+        """Move a job from one of ``expected`` to ``new``, set ``fields`` and record the event.
+
+        Raises ``StaleJobError`` when the job is not in an expected state (nothing written) and
+        ``ValueError`` for a move the state machine forbids (a bug in the caller).
+        """
+        with self._write() as c:
+            return self._transition(c, job_id, expected, new, detail, fields)
+
+    def apply_transitions(
+        self,
+        items: Sequence[
+            tuple[int, JobState | Collection[JobState], JobState, Mapping[str, Any] | None, Mapping[str, Any] | None]
+        ],
+    ) -> list[Job | None]:
+        """Several transitions ``(job_id, expected, new, fields, detail)`` in one transaction.
+
+        Returns, per item, the updated ``Job`` or ``None`` when it was stale (skipped). An illegal
+        move raises ``ValueError`` and writes nothing at all.
+        """
+        results: list[Job | None] = []
+        with self._write() as c:
+            for job_id, expected, new, fields, detail in items:
+                try:
+                    results.append(self._transition(c, job_id, expected, new, detail, dict(fields or {})))
+                except StaleJobError:
+                    results.append(None)
+        return results
+
+    def _transition(
+        self,
+        c: Connection,
+        job_id: int,
+        expected: JobState | Collection[JobState],
+        new: JobState,
+        detail: Mapping[str, Any] | None,
+        fields: Mapping[str, Any],
+    ) -> Job:
+        new = JobState(new)
+        wanted = _states(expected)
+        bad = set(fields) - set(jobs.c.keys()) | (set(fields) & _PROTECTED)
+        if bad:
+            raise ValueError(f"transition cannot set {sorted(bad)}")
+        now = self._now()
+        current = c.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id).with_for_update()).scalar()
+        actual = JobState(current) if current is not None else None
+        if actual is None or actual not in wanted:
+            raise StaleJobError(job_id, wanted, actual)
+        if not can_transition(actual, new):
+            raise ValueError(f"illegal transition for job {job_id}: {actual} -> {new}")
+        values = {name: (value(now) if callable(value) else value) for name, value in fields.items()}
+        values.update(state=new.value, updated_at=now)
+        row = c.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.state == actual.value)
+            .values(**values)
+            .returning(*jobs.c)
+        ).one()
+        self._insert_event(c, job_id, now, "transition", actual, new, detail or {})
+        return _to_job(row)
+
+    @staticmethod
+    def _insert_event(
+        c: Connection,
+        job_id: int,
+        at: datetime,
+        kind: str,
+        from_state: JobState | None,
+        to_state: JobState | None,
+        detail: Mapping[str, Any],
+    ) -> None:
+        c.execute(
+            sa.insert(events).values(
+                job_id=job_id,
+                at=at,
+                kind=kind,
+                from_state=from_state.value if from_state else None,
+                to_state=to_state.value if to_state else None,
+                detail=dict(detail),
+            )
+        )
+
+    def begin_submit(self, job_id: int) -> Job:
+        """pending -> submitting, before the POST: a crash from here on is resolved by resume."""
+        return self.transition(job_id, JobState.PENDING, JobState.SUBMITTING, attempts=jobs.c.attempts + 1)
+
+    def record_submission(self, job_id: int, request_id: str) -> Job:
+        """submitting -> queued, right after RunComfy answered with a request id."""
+        return self.transition(
+            job_id,
+            JobState.SUBMITTING,
+            JobState.QUEUED,
+            detail={"request_id": request_id},
+            request_id=request_id,
+            submitted_at=_at_now,
+        )
+
+    def mark_running(self, job_id: int) -> Job:
+        """queued -> running (RunComfy started generating: billed from here)."""
+        return self.transition(job_id, JobState.QUEUED, JobState.RUNNING, started_at=_at_now)
+
+    def mark_downloading(self, job_id: int, result_urls: Sequence[str]) -> Job:
+        """queued|running|done -> downloading, with the result URLs RunComfy gave."""
+        return self.transition(
+            job_id,
+            {JobState.QUEUED, JobState.RUNNING, JobState.DONE},
+            JobState.DOWNLOADING,
+            detail={"result_urls": list(result_urls)},
+            result_urls=list(result_urls),
+            finished_at=lambda now: sa.func.coalesce(jobs.c.finished_at, sa.literal(now, UTCDateTime())),
+        )
+
+    def mark_done(self, job_id: int, *, output_path: str, size: int, sha256: str) -> Job:
+        """downloading -> done, once the file is in place and verified."""
+        return self.transition(
+            job_id,
+            JobState.DOWNLOADING,
+            JobState.DONE,
+            detail={"output_path": str(output_path), "size": size, "sha256": sha256},
+            output_path=str(output_path),
+            size=size,
+            sha256=sha256,
+        )
+
+    def mark_failed(self, job_id: int, error: str, *, from_states: Collection[JobState] | None = None) -> Job:
+        """Any non-terminal state (or one of ``from_states``) -> failed, with the reason."""
+        return self.transition(
+            job_id,
+            from_states if from_states is not None else NOT_TERMINAL,
+            JobState.FAILED,
+            detail={"error": error},
+            error=error,
+            finished_at=_at_now,
+        )
+
+    def mark_cancelled(self, job_id: int, reason: str) -> Job:
+        """pending|submitting|queued|running -> cancelled, with the reason."""
+        return self.transition(
+            job_id,
+            {JobState.PENDING, JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING},
+            JobState.CANCELLED,
+            detail={"reason": reason},
+            error=reason,
+            finished_at=_at_now,
+        )
+
+    def reset_to_pending(self, job_id: int, reason: str) -> Job:
+        """submitting|failed|cancelled|done -> pending, forgetting the request and its outputs
+        (the events keep them)."""
+        return self.transition(
+            job_id,
+            {JobState.SUBMITTING, JobState.FAILED, JobState.CANCELLED, JobState.DONE},
+            JobState.PENDING,
+            detail={"reason": reason},
+            request_id=None,
+            error=None,
+            result_urls=[],
+            output_path=None,
+            size=None,
+            sha256=None,
+            submitted_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+
+    def record_event(self, job_id: int, kind: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Record a fact that is not a state change (a retry, a download attempt, a poll summary)."""
+        with self._write() as c:
+            self._insert_event(c, job_id, self._now(), kind, None, None, detail or {})
+
+    def update_output_path(self, job_id: int, new_path: str) -> Job:
+        """Record that a job's file moved (an old revision's file set aside), keeping its state."""
+        now = self._now()
+        with self._write() as c:
+            row = c.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(output_path=str(new_path), updated_at=now)
+                .returning(*jobs.c)
+            ).first()
+            if row is None:
+                raise StaleJobError(job_id, frozenset(JobState), None)
+            self._insert_event(c, job_id, now, "moved", None, None, {"output_path": str(new_path)})
+        return _to_job(row)
+
+
+def _at_now(now: datetime) -> datetime:
+    return now
+
+
+def _new_row(campaign_id: int, spec: JobSpec, revision: int, cost: float | None, now: datetime) -> dict[str, Any]:
+    return {
+        "campaign_id": campaign_id,
+        "key": spec.key,
+        "revision": revision,
+        "superseded_at": None,
+        "model": spec.model,
+        "input": spec.input,
+        "fingerprint": spec.fingerprint,
+        "take": spec.take,
+        "output_name": spec.output_name,
+        "state": JobState.PENDING.value,
+        "request_id": None,
+        "attempts": 0,
+        "error": None,
+        "result_urls": [],
+        "output_path": None,
+        "size": None,
+        "sha256": None,
+        "estimated_cost": cost,
+        "created_at": now,
+        "submitted_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": now,
+        "runner_id": None,
+        "lease_expires_at": None,
+    }
+
+
+class _Tally:
+    """Counts for a plan, and the classification of each spec against the active row."""
+
+    def __init__(self, existing: int) -> None:
+        self.existing = existing
+        self.seen: set[str] = set()
+        self.new = self.unchanged = self.changed = self.done = self.matched = 0
+        self.sample: list[str] = []
+
+    def count(self, spec: JobSpec, old: _Active | None) -> str:
+        if spec.key in self.seen:
+            raise ValueError(f"job key {spec.key!r} appears twice in one plan")
+        self.seen.add(spec.key)
+        if old is None:
+            self.new += 1
+            return "new"
+        self.matched += 1
+        if old.fingerprint == spec.fingerprint and old.output_name == spec.output_name:
+            self.unchanged += 1
+            if old.state is JobState.DONE:
+                self.done += 1
+            return "unchanged"
+        self.changed += 1
+        if len(self.sample) < SAMPLE:
+            self.sample.append(spec.key)
+        return "changed"
+
+    def result(self) -> PlanCounts:
+        return PlanCounts(
+            new=self.new,
+            unchanged=self.unchanged,
+            changed=self.changed,
+            done=self.done,
+            total=len(self.seen),
+            orphaned=self.existing - self.matched,
+            superseded_keys=tuple(self.sample),
+        )
