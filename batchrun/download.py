@@ -1,0 +1,310 @@
+"""Fetching result files: streamed to ``<dest>.part``, verified, then moved into place.
+
+A ``Downloader`` owns its own httpx client, separate from the API client: it never sends an
+``Authorization`` header (result files live on other hosts), and it follows at most
+``MAX_REDIRECTS`` redirects itself, checking every hop against the same URL rules.
+
+``fetch(url, dest)``:
+
+- refuses (``PermanentDownloadError``) any URL that is not ``https``, except ``http`` to a
+  loopback host (127.0.0.0/8, ::1, ``localhost``), which the simulator uses;
+- streams in 1 MiB chunks to ``<dest>.part`` while computing sha256 (memory stays flat);
+- resumes a ``.part`` left by an earlier attempt with ``Range: bytes=<size>-`` (re-hashing the
+  part first); a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
+- checks the final size against ``Content-Length`` / the ``Content-Range`` total: a short file is
+  a ``TransientDownloadError`` (retried, resuming);
+- gives up with ``PermanentDownloadError`` past ``max_bytes`` and on 4xx (404/410: "result
+  expired or missing");
+- fsyncs the file, ``os.replace``\\ s it onto ``dest`` and fsyncs the directory.
+
+A permanent failure never leaves a ``.part`` behind. A transient failure that outlives the retry
+policy leaves the ``.part`` in place on purpose, so the next ``fetch`` of the same ``dest``
+resumes it. Two concurrent fetches to the same ``dest`` are the caller's mistake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import anyio
+import httpx
+
+from batchrun import __version__
+from batchrun.errors import PermanentDownloadError, TransientDownloadError
+from batchrun.retry import RetryPolicy
+
+CHUNK = 1024 * 1024
+MAX_REDIRECTS = 5
+USER_AGENT = f"batchrun/{__version__}"
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """A result file on disk, verified."""
+
+    path: Path
+    size: int
+    sha256: str
+    url: str  #: the URL asked for (before redirects)
+    content_type: str | None
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str | httpx.URL) -> httpx.URL:
+    """The URL, when batchrun may fetch it: https, or http to a loopback host."""
+    try:
+        parsed = httpx.URL(str(url))
+    except (httpx.InvalidURL, TypeError, ValueError) as error:
+        raise PermanentDownloadError(f"not a valid URL: {str(url)[:200]}", url=str(url)) from error
+    if not parsed.host:
+        raise PermanentDownloadError(f"URL has no host: {str(url)[:200]}", url=str(url))
+    if parsed.scheme == "https":
+        return parsed
+    if parsed.scheme == "http" and is_loopback_host(parsed.host):
+        return parsed
+    raise PermanentDownloadError(
+        f"refusing to download {parsed.scheme}:// from {parsed.host}: only https (or http to loopback)",
+        url=str(url),
+    )
+
+
+def sha256_file(path: Path | str) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path | str, size: int | None, sha256: str | None) -> bool:
+    """True when ``path`` is a regular file of ``size`` bytes whose sha256 is ``sha256``."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return False
+        if size is not None and path.stat().st_size != size:
+            return False
+        return sha256 is None or sha256_file(path) == sha256.lower()
+    except OSError:
+        return False
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _hash_existing(path: Path) -> tuple[int, Any]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+            size += len(block)
+    return size, digest
+
+
+class Downloader:
+    """Fetches result files without credentials; use as ``async with Downloader() as d``."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = 2 * 1024**3,
+        timeout: httpx.Timeout | float = httpx.Timeout(60.0, connect=15.0),
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 8,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng
+        self.request_count = 0
+        self._http = httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,  # followed by hand so every hop is checked
+            transport=transport,
+            trust_env=False,
+        )
+
+    async def __aenter__(self) -> Downloader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def fetch(self, url: str, dest: Path | str) -> DownloadedFile:
+        """Download ``url`` to ``dest`` atomically, resuming and retrying transient failures."""
+        check_url(url)
+        dest = Path(dest)
+        part = _part_path(dest)
+        try:
+            async for trying in self.retry.retrying(sleep=self._sleep, rng=self._rng):
+                with trying:
+                    return await self._attempt(url, dest, part)
+        except PermanentDownloadError:
+            _unlink(part)
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _open(self, url: str, headers: dict[str, str]) -> httpx.Response:
+        """Send a GET, following redirects by hand; the caller closes the answer."""
+        current = check_url(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            self.request_count += 1
+            request = self._http.build_request("GET", current, headers=headers)
+            response = await self._http.send(request, stream=True)
+            if not response.is_redirect:
+                return response
+            location = response.headers.get("location")
+            await response.aclose()
+            if not location:
+                raise PermanentDownloadError(f"redirect without Location from {current.host}", url=url)
+            current = check_url(current.join(location))
+        raise PermanentDownloadError(f"more than {MAX_REDIRECTS} redirects", url=url)
+
+    async def _attempt(self, url: str, dest: Path, part: Path) -> DownloadedFile:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        existing = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={existing}-"} if existing else {}
+        try:
+            response = await self._open(url, headers)
+            try:
+                if response.status_code == 416 and existing:
+                    # the part is no prefix the server recognises: start again from nothing
+                    await response.aclose()
+                    _unlink(part)
+                    existing = 0
+                    response = await self._open(url, {})
+                return await self._receive(response, url, dest, part, existing)
+            finally:
+                await response.aclose()
+        except httpx.TransportError as error:
+            if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+                raise PermanentDownloadError(f"cannot fetch {url[:200]}: {error}", url=url) from error
+            raise TransientDownloadError(
+                f"download interrupted ({type(error).__name__}: {error})", url=url
+            ) from error
+
+    async def _receive(
+        self, response: httpx.Response, url: str, dest: Path, part: Path, existing: int
+    ) -> DownloadedFile:
+        status = response.status_code
+        if status in (404, 410):
+            raise PermanentDownloadError(f"result expired or missing (HTTP {status})", url=url)
+        if status in (408, 429) or status >= 500:
+            raise TransientDownloadError(f"file server answered HTTP {status}", url=url)
+        if 400 <= status < 500:
+            raise PermanentDownloadError(f"file server refused the download (HTTP {status})", url=url)
+        if status not in (200, 206):
+            raise PermanentDownloadError(f"unexpected answer to a download (HTTP {status})", url=url)
+
+        encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+        expected: int | None = None
+        start = 0
+        if status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+            if not match or not existing or int(match.group(1)) != existing:
+                # a range we did not ask for: throw the part away and let the retry start over
+                _unlink(part)
+                raise TransientDownloadError("server sent an unexpected range; starting over", url=url)
+            start = existing
+            expected = None if match.group(3) == "*" else int(match.group(3))
+        else:
+            length = response.headers.get("content-length")
+            if length is not None and length.strip().isdigit() and not encoded:
+                expected = int(length)
+        if expected is not None and expected > self.max_bytes:
+            _unlink(part)
+            raise PermanentDownloadError(
+                f"file is {expected} bytes, over the {self.max_bytes}-byte limit", url=url
+            )
+
+        if start:
+            size, digest = await anyio.to_thread.run_sync(_hash_existing, part)
+            if size != start:  # the part changed under us
+                _unlink(part)
+                raise TransientDownloadError("partial file changed; starting over", url=url)
+            mode = "ab"
+        else:
+            size, digest = 0, hashlib.sha256()
+            mode = "wb"
+
+        handle: BinaryIO = open(part, mode)  # noqa: SIM115 - closed in finally
+        try:
+            async for block in response.aiter_bytes(CHUNK):
+                size += len(block)
+                if size > self.max_bytes:
+                    handle.close()
+                    _unlink(part)
+                    raise PermanentDownloadError(
+                        f"file exceeds the {self.max_bytes}-byte limit", url=url
+                    )
+                handle.write(block)
+                digest.update(block)
+            handle.flush()
+            await anyio.to_thread.run_sync(os.fsync, handle.fileno())
+        finally:
+            handle.close()
+
+        if expected is not None and size > expected:
+            _unlink(part)
+            raise TransientDownloadError(f"got {size} bytes, more than the {expected} announced", url=url)
+        if expected is not None and size != expected:
+            raise TransientDownloadError(f"truncated download: got {size} of {expected} bytes", url=url)
+        os.replace(part, dest)
+        await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
+        return DownloadedFile(
+            path=dest,
+            size=size,
+            sha256=digest.hexdigest(),
+            url=url,
+            content_type=response.headers.get("content-type"),
+        )
