@@ -1,10 +1,69 @@
+"""The ``batchrun`` command: a thin shell that parses, calls the library and renders.
+
+Every user mistake ends here as one line per problem on stderr and exit code 2; a traceback is
+only ever printed for our own bugs. One module per command group keeps each file short.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
 import click
 
+from batchrun import __version__
+from batchrun.errors import BatchrunError
 
-@click.group()
+
+class BatchrunGroup(click.Group):
+    """A click group that turns batchrun errors into exit codes and one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BatchrunError as error:
+            for line in error.lines():
+                click.echo(f"batchrun: {line}" if not _is_located(line) else line, err=True)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("batchrun: interrupted", err=True)
+            ctx.exit(130)
+
+
+def _is_located(line: str) -> bool:
+    """Manifest problems already start with ``path:line:col:``; don't prefix them."""
+    head = line.split(" ", 1)[0]
+    return head.count(":") >= 2
+
+
+@click.group(cls=BatchrunGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="batchrun")
 def cli() -> None:
-    """batchrun"""
+    """Run hundreds or thousands of RunComfy video generations from a YAML or CSV manifest.
+
+    \b
+    batchrun validate MANIFEST   check every job against the model's published schema
+    batchrun plan MANIFEST       store the jobs and show what would run and cost
+    batchrun run MANIFEST        submit, poll, download; resumable at any moment
+    batchrun sim                 serve the embedded RunComfy simulator
+    """
 
 
-def main() -> None:
-    cli()
+def _register() -> None:
+    from batchrun.cli import plan, run, sim
+
+    for module in (plan, run, sim):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="batchrun")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

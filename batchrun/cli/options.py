@@ -1,0 +1,71 @@
+"""Options shared by several commands, each with its environment variable shown in --help.
+
+Precedence, resolved once per command: flag > BATCHRUN_*/RUNCOMFY_* environment > manifest >
+default. click handles the first two; the manifest layer is applied by the command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+manifest_argument = click.argument(
+    "manifest", type=click.Path(dir_okay=False, path_type=Path)
+)
+
+db_option = click.option(
+    "--db",
+    envvar="BATCHRUN_DB",
+    show_envvar=True,
+    metavar="PATH|URL",
+    help="Database: a SQLite file path or a SQLAlchemy URL (postgresql+psycopg://...). "
+    "Default: <manifest>.batchrun.db next to the manifest.",
+)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+loading_options = _stack(
+    click.option(
+        "--model",
+        envvar="BATCHRUN_MODEL",
+        show_envvar=True,
+        help="Model id for jobs that name none (required for a bare CSV manifest); overrides the manifest's `model`.",
+    ),
+    click.option(
+        "--allow-unknown-model",
+        is_flag=True,
+        help="Accept model ids batchrun has no schema for; their input is only checked to be a JSON object.",
+    ),
+    click.option(
+        "--max-jobs",
+        type=click.IntRange(min=1),
+        default=1_000_000,
+        show_default=True,
+        envvar="BATCHRUN_MAX_JOBS",
+        show_envvar=True,
+        help="Refuse manifests that expand to more jobs than this.",
+    ),
+    click.option(
+        "--prices",
+        "prices_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="BATCHRUN_PRICES",
+        show_envvar=True,
+        help="YAML/JSON price overrides (tier or model id -> {silent, audio} USD per second).",
+    ),
+)

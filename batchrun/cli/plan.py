@@ -1,0 +1,162 @@
+"""``batchrun validate`` and ``batchrun plan``: check and store a campaign without spending a cent."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from batchrun import planning
+from batchrun.cli.options import db_option, json_option, loading_options, manifest_argument
+from batchrun.cli.render import console, print_json, short, usd
+from batchrun.manifest import Campaign
+from batchrun.store import Store, open_store, resolve_db_url
+
+
+@contextmanager
+def opened_store(db: str | None, manifest: Path) -> Iterator[Store]:
+    """The campaign's store: --db / BATCHRUN_DB, else a SQLite file next to the manifest."""
+    store = open_store(resolve_db_url(db, manifest.resolve()))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@click.command()
+@manifest_argument
+@loading_options
+@json_option
+def validate(
+    manifest: Path, model: str | None, allow_unknown_model: bool, max_jobs: int, prices_file: Path | None, as_json: bool
+) -> None:
+    """Check every job of MANIFEST against its model's published input schema.
+
+    Prints every problem at once as `file:line:col: field: message` and exits 2; writes nothing.
+    """
+    campaign = planning.load(
+        manifest, model=model, allow_unknown_model=allow_unknown_model, max_jobs=max_jobs, prices_file=prices_file
+    )
+    if as_json:
+        print_json({"ok": True, "campaign": campaign.name, "jobs": campaign.job_count})
+    else:
+        click.echo(f"{manifest}: ok: {campaign.job_count} jobs in campaign {campaign.name!r}")
+
+
+@click.command()
+@manifest_argument
+@db_option
+@loading_options
+@click.option("--budget", type=click.FloatRange(min=0), envvar="BATCHRUN_BUDGET", show_envvar=True,
+              help="Spending cap in USD to compare the estimate with (default: the manifest's `budget`).")
+@click.option("--show", "sample", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many jobs to list.")
+@json_option
+def plan(
+    manifest: Path,
+    db: str | None,
+    model: str | None,
+    allow_unknown_model: bool,
+    max_jobs: int,
+    prices_file: Path | None,
+    budget: float | None,
+    sample: int,
+    as_json: bool,
+) -> None:
+    """Store MANIFEST's jobs (idempotently) and show what would run and what it would cost.
+
+    Planning again inserts nothing; a job whose input changed gets a new revision and the old one
+    is kept in the database (see README, "Editing a campaign").
+    """
+    campaign = planning.load(
+        manifest, model=model, allow_unknown_model=allow_unknown_model, max_jobs=max_jobs, prices_file=prices_file
+    )
+    with opened_store(db, manifest) as store:
+        report = planning.plan_campaign(campaign, store, budget=budget, sample=sample)
+    if as_json:
+        print_json(plan_json(report))
+    else:
+        show_plan(report)
+
+
+def plan_json(report: planning.PlanReport) -> dict[str, Any]:
+    counts = report.counts
+    return {
+        "campaign": report.campaign.name,
+        "manifest": str(report.campaign.manifest_path),
+        "database": report.db_url,
+        "output_dir": str(report.output_dir),
+        "jobs": report.estimate.jobs,
+        "counts": {
+            "new": counts.new,
+            "unchanged": counts.unchanged,
+            "changed": counts.changed,
+            "done": counts.done,
+        },
+        "models": [
+            {"model": m.model, "jobs": m.jobs, "seconds": m.seconds, "usd": m.usd} for m in report.estimate.per_model
+        ],
+        "seconds": report.estimate.seconds,
+        "usd": report.estimate.usd,
+        "budget": report.budget,
+        "over_budget": report.over_budget,
+        "sample": [
+            {
+                "key": spec.key,
+                "model": spec.model,
+                "output": spec.output_name,
+                "input": dict(spec.input),
+                "effective_input": planning.shown_input(spec),
+            }
+            for spec in report.estimate.sample
+        ],
+    }
+
+
+def show_plan(report: planning.PlanReport) -> None:
+    out = console()
+    counts = report.counts
+    campaign: Campaign = report.campaign
+    out.print(f"[bold]Campaign[/bold] {campaign.name}  ({campaign.manifest_path})")
+    out.print(f"Database  {report.db_url}")
+    out.print(f"Output    {report.output_dir}")
+    out.print(
+        f"Jobs      {report.estimate.jobs}: {counts.new} new, {counts.unchanged} unchanged "
+        f"({counts.done} already done), {counts.changed} changed"
+    )
+    models = Table(title=None, show_edge=False, pad_edge=False)
+    for column, justify in (("model", "left"), ("jobs", "right"), ("video seconds", "right"), ("estimated USD", "right")):
+        models.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for m in report.estimate.per_model:
+        models.add_row(m.model, str(m.jobs), f"{m.seconds:,}", usd(m.usd))
+    models.add_row("[bold]total[/bold]", str(report.estimate.jobs), f"{report.estimate.seconds:,}", usd(report.estimate.usd))
+    out.print(models)
+    if report.budget is not None:
+        verdict = "OVER BUDGET" if report.over_budget else "within budget"
+        out.print(f"Budget    {usd(report.budget)}: estimate {usd(report.estimate.usd)}, {verdict}")
+    if report.estimate.sample:
+        jobs = Table(show_edge=False, pad_edge=False)
+        jobs.add_column("key")
+        jobs.add_column("output")
+        jobs.add_column("input (defaults in parentheses)")
+        for spec in report.estimate.sample:
+            jobs.add_row(spec.key, spec.output_name, _input_summary(spec))
+        shown = len(report.estimate.sample)
+        out.print(f"First {shown} of {report.estimate.jobs} jobs:")
+        out.print(jobs)
+
+
+def _input_summary(spec: Any) -> str:
+    effective = planning.shown_input(spec)
+    parts = []
+    for name, value in effective.items():
+        text = f"{name}={short(value, 40)}"
+        parts.append(text if name in spec.input else f"({text})")
+    return short(" ".join(parts), 110)
+
+
+COMMANDS = [validate, plan]

@@ -1,0 +1,97 @@
+"""Where a job's files go, and the JSON sidecar written beside each video.
+
+Small file-system helpers the pool calls around the downloader. Nothing here touches the
+network or the database: the caller passes in what the store knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from batchrun.domain import Job
+
+SIDECAR_SUFFIX = ".json"
+
+
+def destinations(output_dir: Path, output_name: str, urls: Sequence[str]) -> list[Path]:
+    """One destination per result URL: the job's file name, then ``name-2.ext``, ``name-3.ext``...
+
+    Extra files keep the extension of their URL when it has one (an image next to a video).
+    """
+    primary = output_dir / output_name
+    paths = [primary]
+    for index, url in enumerate(urls[1:], start=2):
+        suffix = PurePosixPath(urlsplit(url).path).suffix or primary.suffix
+        if not suffix.isascii() or len(suffix) > 8:
+            suffix = primary.suffix
+        paths.append(primary.with_name(f"{primary.stem}-{index}{suffix}"))
+    return paths
+
+
+def aside_name(path: Path, revision: int) -> Path:
+    """Where an older revision's file is kept when a newer revision takes its name."""
+    return path.with_name(f"{path.stem}.rev{revision}{path.suffix}")
+
+
+def keep_aside(path: Path, revision: int) -> Path:
+    """Move ``path`` to its revision name (never overwriting another file) and return the new path."""
+    target = aside_name(path, revision)
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = path.with_name(f"{path.stem}.rev{revision}-{counter}{path.suffix}")
+    os.replace(path, target)
+    for sidecar_from in (sidecar_path(path),):
+        if sidecar_from.exists():
+            os.replace(sidecar_from, sidecar_path(target))
+    return target
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def sidecar_document(
+    job: Job,
+    *,
+    campaign: str,
+    files: Sequence[Mapping[str, Any]],
+    timings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Everything needed to trace a video back to its job; never the API token."""
+    return {
+        "batchrun_sidecar": 1,
+        "campaign": campaign,
+        "job_key": job.key,
+        "revision": job.revision,
+        "take": job.take,
+        "model": job.model,
+        "input": dict(job.input),
+        "request_id": job.request_id,
+        "timings": dict(timings),
+        "files": [dict(f) for f in files],
+        "sha256": files[0]["sha256"] if files else None,
+        "source_url": files[0]["url"] if files else None,
+    }
+
+
+def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, ensure_ascii=False, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

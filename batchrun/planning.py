@@ -1,0 +1,156 @@
+"""From a loaded campaign to stored jobs and a plan report.
+
+``summarize`` is pure (one pass over the campaign's jobs, memory independent of their number);
+``plan_campaign`` is the only function here that writes, through the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchrun import catalog
+from batchrun.cost import PriceTable, load_price_file
+from batchrun.domain import JobSpec
+from batchrun.errors import ConfigError
+from batchrun.manifest import Campaign, load_campaign
+from batchrun.store import Store
+from batchrun.validation import effective_input
+
+
+@dataclass
+class ModelTotals:
+    """What one model's jobs add up to."""
+
+    model: str
+    jobs: int = 0
+    seconds: int = 0
+    usd: float | None = 0.0
+
+    def add(self, seconds: int, usd: float | None) -> None:
+        self.jobs += 1
+        self.seconds += seconds
+        self.usd = None if usd is None or self.usd is None else self.usd + usd
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The campaign's size and cost, per model and in total."""
+
+    per_model: tuple[ModelTotals, ...]
+    sample: tuple[JobSpec, ...]
+
+    @property
+    def jobs(self) -> int:
+        return sum(m.jobs for m in self.per_model)
+
+    @property
+    def seconds(self) -> int:
+        return sum(m.seconds for m in self.per_model)
+
+    @property
+    def usd(self) -> float | None:
+        values = [m.usd for m in self.per_model]
+        return None if any(v is None for v in values) else round(sum(v for v in values if v is not None), 6)
+
+
+def video_seconds(spec: JobSpec) -> int:
+    """Seconds of video a job asks for: its ``duration``, else the model's default."""
+    duration = spec.input.get("duration")
+    if isinstance(duration, int) and not isinstance(duration, bool):
+        return duration
+    info = catalog.lookup(spec.model)
+    return info.default_duration if info else 0
+
+
+def summarize(specs: Iterable[JobSpec], prices: PriceTable, *, sample: int = 10) -> Estimate:
+    """Totals per model and the first ``sample`` jobs, in one pass."""
+    totals: dict[str, ModelTotals] = {}
+    first: list[JobSpec] = []
+    for spec in specs:
+        totals.setdefault(spec.model, ModelTotals(spec.model)).add(
+            video_seconds(spec), prices.estimate(spec.model, spec.input)
+        )
+        if len(first) < sample:
+            first.append(spec)
+    return Estimate(tuple(totals[m] for m in sorted(totals)), tuple(first))
+
+
+def shown_input(spec: JobSpec) -> dict[str, Any]:
+    """The input as RunComfy will see it, schema defaults included (they are not sent)."""
+    info = catalog.lookup(spec.model)
+    return dict(effective_input(info, spec.input)) if info else dict(spec.input)
+
+
+def defaulted_fields(spec: JobSpec) -> list[str]:
+    """Fields whose value comes from the schema default rather than the manifest."""
+    return [name for name in shown_input(spec) if name not in spec.input]
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    campaign: Campaign
+    estimate: Estimate
+    counts: Any  # store.PlanCounts
+    db_url: str
+    budget: float | None = None
+    campaign_id: int = 0
+    output_dir: Path | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def over_budget(self) -> bool:
+        usd = self.estimate.usd
+        return self.budget is not None and usd is not None and usd > self.budget
+
+
+def load(
+    manifest: Path,
+    *,
+    model: str | None = None,
+    allow_unknown_model: bool = False,
+    max_jobs: int = 1_000_000,
+    prices_file: Path | None = None,
+) -> Campaign:
+    """Load, expand and validate a manifest (raises ManifestError/ConfigError; writes nothing)."""
+    prices = load_price_file(prices_file) if prices_file is not None else None
+    if not manifest.exists():
+        raise ConfigError(f"{manifest}: no such file")
+    if manifest.is_dir():
+        raise ConfigError(f"{manifest}: is a directory, not a manifest")
+    return load_campaign(
+        manifest, model=model, allow_unknown_model=allow_unknown_model, max_jobs=max_jobs, prices=prices
+    )
+
+
+def plan_campaign(
+    campaign: Campaign,
+    store: Store,
+    *,
+    output_dir: Path | None = None,
+    budget: float | None = None,
+    sample: int = 10,
+) -> PlanReport:
+    """Store the campaign's jobs idempotently and report what would run and what it costs."""
+    estimate = summarize(campaign.jobs(), campaign.prices, sample=sample)
+    output = (output_dir or campaign.output_dir).resolve()
+    record = store.ensure_campaign(
+        campaign.name,
+        manifest_path=str(campaign.manifest_path),
+        output_dir=str(output),
+        settings={"prices": campaign.prices.to_dict(), "budget": campaign.budget if budget is None else budget},
+    )
+    counts = store.apply_plan(
+        record.id, campaign.jobs(), cost=lambda spec: campaign.prices.estimate(spec.model, spec.input)
+    )
+    return PlanReport(
+        campaign=campaign,
+        estimate=estimate,
+        counts=counts,
+        db_url=store.display_url,
+        budget=campaign.budget if budget is None else budget,
+        campaign_id=record.id,
+        output_dir=output,
+    )

@@ -1,0 +1,619 @@
+"""The worker pool: the only place that coordinates the store, the API client and the downloader.
+
+One anyio task group holds:
+
+- the submitter, which walks pending jobs in id order and submits each once an in-flight slot
+  is free (at most ``concurrency`` jobs submitted-and-unfinished at RunComfy at any moment);
+- one scheduler, which keeps a single heap of (due time, job) and fires each poll when due,
+  instead of a sleeping task per job;
+- ``downloads`` download workers fed by a queue (a separate cap from the in-flight one).
+
+Every step writes its intent to the store before the side effect (``submitting`` before the
+POST, the request id right after it), so a crash at any line leaves a state ``resume`` reads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from batchrun.api import RunComfyClient, SubmitOutcomeUnknown
+from batchrun.clock import SYSTEM_CLOCK, Clock
+from batchrun.download import Downloader, sha256_file
+from batchrun.domain import Job
+from batchrun.errors import (
+    AuthError,
+    BatchrunError,
+    DownloadError,
+    InsufficientBalanceError,
+    PermanentApiError,
+    PermanentDownloadError,
+    RequestNotFoundError,
+    TransientApiError,
+)
+from batchrun.outputs import destinations, keep_aside, sidecar_document, sidecar_path, write_json_atomically
+from batchrun.polling import LatencyModel, PollSchedule
+from batchrun.states import AT_RUNCOMFY, JobState
+from batchrun.store import Store, StaleJobError
+
+
+class UnknownSubmitPolicy(StrEnum):
+    """What to do with a job whose submission may or may not have reached RunComfy."""
+
+    HOLD = "hold"  #: leave it in ``submitting`` and report it; nothing is resubmitted (default)
+    RESUBMIT = "resubmit"  #: submit it again: may pay twice if the lost POST had created a job
+    FAIL = "fail"  #: give up on it: mark it failed
+
+
+class Progress(Protocol):
+    """Whatever shows the run to a person; the pool reports to it and never prints itself."""
+
+    def started(self, total: int, counts: dict[JobState, int]) -> None: ...
+    def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentProgress:
+    def started(self, total: int, counts: dict[JobState, int]) -> None:
+        pass
+
+    def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    concurrency: int = 10  #: jobs submitted and unfinished at RunComfy at once
+    downloads: int = 4  #: simultaneous downloads
+    unknown_submit: UnknownSubmitPolicy = UnknownSubmitPolicy.HOLD
+    verify_done: bool = True  #: re-hash done jobs' files and fetch again those missing or corrupt
+    max_resubmits: int = 3  #: per job and run, under ``--on-unknown-submit=resubmit``
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the final screen and the exit code."""
+
+    campaign: str
+    output_dir: Path
+    counts: dict[JobState, int] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
+    held: list[str] = field(default_factory=list)  # keys left in `submitting`
+    stop_reason: str | None = None
+    interrupted: bool = False
+    auth_failed: bool = False
+    wall_seconds: float = 0.0
+    submitted: int = 0
+    downloaded: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def exit_code(self) -> int:
+        if self.auth_failed:
+            return 2
+        if self.interrupted:
+            return 130
+        return 0 if self.counts.get(JobState.DONE, 0) == self.total else 1
+
+
+class Slots:
+    """The in-flight cap. Resumed jobs take a slot without waiting, even past the cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used = 0
+        self._changed = anyio.Event()
+
+    def take(self) -> None:
+        self.used += 1
+
+    async def acquire(self) -> None:
+        while self.used >= self.cap:
+            changed = self._changed
+            await changed.wait()
+        self.used += 1
+
+    def release(self) -> None:
+        self.used -= 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+@dataclass
+class _Tracked:
+    """A job at RunComfy, as the scheduler sees it."""
+
+    job_id: int
+    key: str
+    request_id: str
+    state: JobState
+    submitted_at: float  # monotonic
+    resumed: bool = False  # submitted by an earlier run: its latency is unknown
+    polls: int = 0
+    empty_outputs: int = 0
+
+
+class Runner:
+    """Runs one campaign's jobs to completion; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        campaign_id: int,
+        campaign_name: str,
+        output_dir: Path,
+        client: RunComfyClient,
+        downloader: Downloader,
+        options: RunOptions = RunOptions(),
+        progress: Progress | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        schedule: PollSchedule | None = None,
+        latency: LatencyModel | None = None,
+    ) -> None:
+        self.store = store
+        self.campaign_id = campaign_id
+        self.output_dir = output_dir
+        self.client = client
+        self.downloader = downloader
+        self.options = options
+        self.progress = progress or SilentProgress()
+        self.clock = clock
+        self.schedule = schedule or PollSchedule()
+        self.latency = latency or LatencyModel()
+        self.summary = RunSummary(campaign=campaign_name, output_dir=output_dir)
+        self.slots = Slots(options.concurrency)
+        self._heap: list[tuple[float, int, _Tracked]] = []
+        self._seq = itertools.count()
+        self._wake = anyio.Event()
+        self._tracked: dict[int, _Tracked] = {}
+        self._active = 0  # jobs being polled, submitted or downloaded
+        self._idle = anyio.Event()
+        self._stop_submitting = False
+        self._submitting_done = False
+        self._download_send, self._download_receive = anyio.create_memory_object_stream[Job](math.inf)
+        self._tg: TaskGroup | None = None
+
+    # ------------------------------------------------------------------ entry points
+
+    async def run(self) -> RunSummary:
+        started = self.clock.monotonic()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._resume()
+                tg.start_soon(self._scheduler)
+                for _ in range(self.options.downloads):
+                    tg.start_soon(self._download_worker)
+                await self._submit_all()
+                self._submitting_done = True
+                self._check_idle()
+                await self._idle.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._download_send.close()
+            self.summary.wall_seconds = self.clock.monotonic() - started
+            self._fill_counts()
+        return self.summary
+
+    def interrupt(self) -> None:
+        """First Ctrl-C: submit nothing more, finish what RunComfy already has, then stop."""
+        self.summary.interrupted = True
+        in_flight = len(self._tracked)
+        self.stop_submitting(
+            f"Stopping: no new submissions. Waiting for {in_flight} job(s) in flight (already paid for) "
+            "to finish and download; press Ctrl-C again to exit now (`batchrun run` resumes them)."
+        )
+
+    def abort(self) -> None:
+        """Second Ctrl-C: stop at once. Every state is already recorded, so the next run resumes."""
+        self.summary.interrupted = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def stop_submitting(self, reason: str) -> None:
+        """Submit nothing more; jobs already at RunComfy are still polled and downloaded."""
+        if not self._stop_submitting:
+            self._stop_submitting = True
+            self.summary.stop_reason = self.summary.stop_reason or reason
+            self.progress.message(reason)
+            self.slots._changed.set()  # wake a submitter waiting for a slot
+            self._check_idle()
+
+    # ------------------------------------------------------------------ resume
+
+    async def _resume(self) -> None:
+        store, cid = self.store, self.campaign_id
+        counts = store.count_by_state(cid)
+        self.progress.started(sum(counts.values()), counts)
+        for job in store.jobs_in_states(cid, [JobState.SUBMITTING]):
+            await self._unknown_submission(job, "found in `submitting` after an interrupted run", resumed=True)
+        now = self.clock.monotonic()
+        for job in store.jobs_in_states(cid, AT_RUNCOMFY):
+            if not job.request_id:  # cannot happen through the store's API; be defensive
+                self._fail(job, "no request id recorded for a submitted job")
+                continue
+            self.slots.take()
+            self._active += 1
+            tracked = _Tracked(job.id, job.key, job.request_id, job.state, submitted_at=now, resumed=True)
+            self._tracked[job.id] = tracked
+            self._push(now, tracked)  # poll resumed jobs at once
+        for job in store.jobs_in_states(cid, [JobState.DOWNLOADING]):
+            self._active += 1
+            self._download_send.send_nowait(job)
+        if self.options.verify_done:
+            done = store.jobs_in_states(cid, [JobState.DONE], include_superseded=False)
+            if done:
+                self._active += 1
+                assert self._tg is not None
+                self._tg.start_soon(self._verify_done, done)
+
+    async def _verify_done(self, jobs: list[Job]) -> None:
+        """Fetch again every done job whose file is missing or no longer matches its sha256."""
+        try:
+            for job in jobs:
+                if await anyio.to_thread.run_sync(_file_matches, job):
+                    continue
+                if not job.result_urls:
+                    self.progress.message(f"{job.key}: file missing or corrupt and no result URL recorded")
+                    continue
+                try:
+                    job = self.store.mark_downloading(job.id, job.result_urls)
+                except StaleJobError:
+                    continue
+                self._moved(job, JobState.DONE, JobState.DOWNLOADING, "file missing or corrupt: fetching again")
+                self._active += 1
+                self._download_send.send_nowait(job)
+        finally:
+            self._finish_one()
+
+    async def _unknown_submission(self, job: Job, why: str, *, resumed: bool = False) -> bool:
+        """Apply the ``submitting`` policy. Returns True when the job should be submitted again."""
+        policy = self.options.unknown_submit
+        if policy is UnknownSubmitPolicy.RESUBMIT:
+            self.store.reset_to_pending(job.id, f"resubmitting: {why} (--on-unknown-submit=resubmit)")
+            self._moved(job, JobState.SUBMITTING, JobState.PENDING, "resubmitting (may pay twice)")
+            return True
+        if policy is UnknownSubmitPolicy.FAIL:
+            self._fail(job, f"submission outcome unknown: {why}", expected=JobState.SUBMITTING)
+            return False
+        self.store.record_event(job.id, "held", {"reason": why})
+        self.summary.held.append(job.key)
+        if not resumed:
+            self.progress.message(
+                f"{job.key}: the submit answer was lost; held in `submitting` (see --on-unknown-submit)"
+            )
+        return False
+
+    # ------------------------------------------------------------------ submitting
+
+    async def _submit_all(self) -> None:
+        cursor = 0
+        while not self._stop_submitting:
+            batch = self.store.pending_jobs(self.campaign_id, limit=256, after_id=cursor)
+            if not batch:
+                return
+            for job in batch:
+                cursor = job.id
+                await self.slots.acquire()
+                if self._stop_submitting:
+                    self.slots.release()
+                    return
+                self._active += 1
+                assert self._tg is not None
+                self._tg.start_soon(self._submit_one, job)
+
+    async def _submit_one(self, job: Job) -> None:
+        """Submit one job (holding its slot), then hand it to the scheduler."""
+        keep_slot = False
+        try:
+            for _ in range(self.options.max_resubmits + 1):
+                outcome = await self._try_submit(job)
+                if outcome == "again":
+                    job = self.store.get_job(job.id)
+                    continue
+                keep_slot = outcome == "submitted"
+                return
+        finally:
+            if not keep_slot:
+                self.slots.release()
+                self._finish_one()
+
+    async def _try_submit(self, job: Job) -> str:
+        if self._stop_submitting:
+            return "skipped"
+        try:
+            job = self.store.begin_submit(job.id)
+        except StaleJobError:  # cancelled or claimed meanwhile
+            return "skipped"
+        self._moved(job, JobState.PENDING, JobState.SUBMITTING)
+        try:
+            submission = await self.client.submit(job.model, dict(job.input))
+        except SubmitOutcomeUnknown as error:
+            again = await self._unknown_submission(job, f"the submit answer was lost ({error})")
+            return "again" if again else "held"
+        except InsufficientBalanceError as error:
+            self._back_to_pending(job, error)
+            self.stop_submitting(f"RunComfy says the balance is insufficient ({error.message}); "
+                                 "no new jobs are submitted, jobs in flight continue")
+            return "refused"
+        except AuthError as error:
+            self._back_to_pending(job, error)
+            self._auth_failed(error)
+            return "refused"
+        except PermanentApiError as error:
+            self._fail(job, _api_message(error), expected=JobState.SUBMITTING)
+            return "failed"
+        except (TransientApiError, httpx.TransportError) as error:
+            # the server answered with an error (or we never connected): nothing was created
+            self._back_to_pending(job, error)
+            self.progress.message(f"{job.key}: submit kept failing ({_api_message(error)}); left pending")
+            return "deferred"
+        job = self.store.record_submission(job.id, submission.request_id)
+        self.summary.submitted += 1
+        self._moved(job, JobState.SUBMITTING, JobState.QUEUED, submission.request_id)
+        now = self.clock.monotonic()
+        tracked = _Tracked(job.id, job.key, submission.request_id, JobState.QUEUED, submitted_at=now)
+        self._tracked[job.id] = tracked
+        self._push(now + self.schedule.first_delay(self.latency), tracked)
+        return "submitted"
+
+    def _back_to_pending(self, job: Job, error: BaseException) -> None:
+        self.store.reset_to_pending(job.id, f"not submitted: {_api_message(error)}")
+        self._moved(job, JobState.SUBMITTING, JobState.PENDING, "not submitted")
+
+    # ------------------------------------------------------------------ polling
+
+    def _push(self, due: float, tracked: _Tracked) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), tracked))
+        self._wake.set()
+
+    async def _scheduler(self) -> None:
+        """Fire each job's poll when it is due; one task, one heap."""
+        assert self._tg is not None
+        while True:
+            if not self._heap:
+                await self._wait_for_wake()
+                continue
+            due, _, tracked = self._heap[0]
+            delay = due - self.clock.monotonic()
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    await self._wait_for_wake()
+                continue
+            heapq.heappop(self._heap)
+            self._tg.start_soon(self._poll_one, tracked)
+
+    async def _wait_for_wake(self) -> None:
+        wake = self._wake
+        await wake.wait()
+        if self._wake is wake:
+            self._wake = anyio.Event()
+
+    async def _poll_one(self, tracked: _Tracked) -> None:
+        tracked.polls += 1
+        try:
+            report = await self.client.result(tracked.request_id)
+        except RequestNotFoundError as error:
+            self._finish_at_runcomfy(tracked)
+            self._fail_tracked(tracked, f"RunComfy no longer knows request {tracked.request_id}: {_api_message(error)}")
+            return
+        except AuthError as error:
+            self._auth_failed(error)
+            return
+        except PermanentApiError as error:
+            self._finish_at_runcomfy(tracked)
+            self._fail_tracked(tracked, _api_message(error))
+            return
+        except (TransientApiError, httpx.TransportError) as error:
+            self.store.record_event(tracked.job_id, "poll_error", {"error": _api_message(error)})
+            self._push(self.clock.monotonic() + self.schedule.cap, tracked)
+            return
+        self._on_report(tracked, report)
+
+    def _on_report(self, tracked: _Tracked, report: Any) -> None:
+        now = self.clock.monotonic()
+        status = report.status
+        if status in ("queued", "running"):
+            if status == "running" and tracked.state is JobState.QUEUED:
+                if not self._move_tracked(tracked, JobState.QUEUED, JobState.RUNNING, self.store.mark_running):
+                    return
+            self._push(now + self.schedule.next_delay(now - tracked.submitted_at, tracked.polls, self.latency), tracked)
+            return
+        if status == "completed":
+            urls = tuple(report.output_urls)
+            if not urls:
+                tracked.empty_outputs += 1
+                if tracked.empty_outputs < 3:  # the output may lag the status; look again shortly
+                    self._push(now + self.schedule.first_delay(self.latency), tracked)
+                    return
+                self._finish_at_runcomfy(tracked)
+                self._fail_tracked(tracked, "RunComfy reported the job completed but returned no output URL")
+                return
+            if not tracked.resumed:
+                self.latency.observe(now - tracked.submitted_at)
+            self._finish_at_runcomfy(tracked)
+            try:
+                job = self.store.mark_downloading(tracked.job_id, urls)
+            except StaleJobError:
+                self._forget(tracked)
+                return
+            self._moved(job, tracked.state, JobState.DOWNLOADING)
+            self._download_send.send_nowait(job)  # stays active until downloaded
+            return
+        self._finish_at_runcomfy(tracked)
+        if status == "cancelled":
+            try:
+                job = self.store.mark_cancelled(tracked.job_id, "cancelled at RunComfy")
+                self._moved(job, tracked.state, JobState.CANCELLED)
+            except StaleJobError:
+                pass
+            self._forget(tracked)
+            return
+        self._fail_tracked(tracked, report.error or "generation failed at RunComfy (no reason given)")
+
+    def _move_tracked(self, tracked: _Tracked, old: JobState, new: JobState, move: Callable[[int], Job]) -> bool:
+        try:
+            job = move(tracked.job_id)
+        except StaleJobError:
+            # changed behind our back (e.g. `batchrun cancel`): stop following it
+            self._finish_at_runcomfy(tracked)
+            self._forget(tracked)
+            return False
+        tracked.state = new
+        self._moved(job, old, new)
+        return True
+
+    def _finish_at_runcomfy(self, tracked: _Tracked) -> None:
+        """RunComfy is done with this job: its in-flight slot is free."""
+        if self._tracked.pop(tracked.job_id, None) is not None:
+            self.slots.release()
+
+    def _forget(self, tracked: _Tracked) -> None:
+        self._finish_one()
+
+    def _fail_tracked(self, tracked: _Tracked, error: str) -> None:
+        try:
+            job = self.store.mark_failed(tracked.job_id, error)
+            self._moved(job, tracked.state, JobState.FAILED, error)
+            self.summary.failures.append((job.key, error))
+        except StaleJobError:
+            pass
+        self._finish_one()
+
+    # ------------------------------------------------------------------ downloading
+
+    async def _download_worker(self) -> None:
+        async for job in self._download_receive:
+            try:
+                await self._download(job)
+            finally:
+                self._finish_one()
+
+    async def _download(self, job: Job) -> None:
+        dests = destinations(self.output_dir, job.output_name, job.result_urls)
+        files: list[dict[str, Any]] = []
+        try:
+            for url, dest in zip(job.result_urls, dests, strict=True):
+                self._make_room(job, dest)
+                fetched = await self.downloader.fetch(url, dest)
+                files.append(
+                    {"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256}
+                )
+                self.store.record_event(job.id, "downloaded", {"url": url, "size": fetched.size, "sha256": fetched.sha256})
+        except PermanentDownloadError as error:
+            self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
+            return
+        except (DownloadError, httpx.HTTPError) as error:
+            message = getattr(error, "message", None) or str(error) or type(error).__name__
+            self.store.record_event(job.id, "download_error", {"error": message})
+            self.progress.message(f"{job.key}: download interrupted ({message}); the next run resumes it")
+            return
+        primary = files[0]
+        write_json_atomically(
+            sidecar_path(Path(primary["path"])),
+            sidecar_document(job, campaign=self.summary.campaign, files=files, timings=_timings(job)),
+        )
+        try:
+            done = self.store.mark_done(
+                job.id, output_path=primary["path"], size=primary["size"], sha256=primary["sha256"]
+            )
+        except StaleJobError:
+            return
+        self.summary.downloaded += 1
+        self._moved(done, JobState.DOWNLOADING, JobState.DONE)
+
+    def _make_room(self, job: Job, dest: Path) -> None:
+        """Keep the file of an older revision of this job when the new one takes its name."""
+        if not dest.exists():
+            return
+        for other in self.store.find_by_output_path(str(dest)):
+            if other.id != job.id:
+                moved = keep_aside(dest, other.revision)
+                self.store.update_output_path(other.id, str(moved))
+                self.progress.message(f"{other.key}: kept revision {other.revision}'s file as {moved.name}")
+                return
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _moved(self, job: Job, old: JobState | None, new: JobState, note: str | None = None) -> None:
+        self.progress.moved(job.key, old, new, note)
+
+    def _fail(self, job: Job, error: str, *, expected: JobState | None = None) -> None:
+        try:
+            failed = self.store.mark_failed(job.id, error)
+        except StaleJobError:
+            return
+        self.summary.failures.append((job.key, error))
+        self._moved(failed, expected or job.state, JobState.FAILED, error)
+
+    def _auth_failed(self, error: AuthError) -> None:
+        """The token was refused: stop everything at once (every state is already recorded)."""
+        if not self.summary.auth_failed:
+            self.summary.auth_failed = True
+            self.summary.stop_reason = f"{error.message}; the run stopped"
+            self.progress.message(self.summary.stop_reason)
+        self._stop_submitting = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def _finish_one(self) -> None:
+        self._active -= 1
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._active <= 0 and (self._submitting_done or self._stop_submitting) and not self._tracked:
+            self._idle.set()
+
+    def _fill_counts(self) -> None:
+        counts = self.store.count_by_state(self.campaign_id)
+        self.summary.counts = {state: counts.get(state, 0) for state in JobState}
+        held = set(self.summary.held)
+        for job in self.store.jobs_in_states(self.campaign_id, [JobState.SUBMITTING], include_superseded=False):
+            if job.key not in held:
+                self.summary.held.append(job.key)
+
+
+def _file_matches(job: Job) -> bool:
+    if not job.output_path or job.sha256 is None:
+        return False
+    path = Path(job.output_path)
+    try:
+        if path.stat().st_size != job.size:
+            return False
+    except OSError:
+        return False
+    return sha256_file(path) == job.sha256
+
+
+def _api_message(error: BaseException) -> str:
+    if isinstance(error, BatchrunError):
+        return error.message
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _timings(job: Job) -> dict[str, Any]:
+    return {
+        "created_at": job.created_at,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
