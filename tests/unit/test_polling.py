@@ -1,0 +1,145 @@
+"""The polling schedule, the latency model and the poll heap, in virtual time."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchrun.polling import LatencyModel, PollQueue, PollSchedule, PollState, endpoint_for
+
+
+def test_first_check_is_soon_then_backs_off_geometrically_to_the_cap() -> None:
+    """A quick job is noticed within half a second; a slow one costs at most one request per 10 s."""
+    schedule = PollSchedule(first=0.5, factor=1.5, cap=10.0, floor=0.1)
+    intervals = [schedule.interval(n) for n in range(12)]
+    assert intervals[:4] == pytest.approx([0.5, 0.75, 1.125, 1.6875])
+    assert all(b >= a for a, b in zip(intervals, intervals[1:], strict=False))
+    assert intervals[-1] == 10.0
+    assert schedule.interval(10_000) == 10.0
+
+
+def test_virtual_timeline_without_a_model() -> None:
+    """Simulated checks of one job follow first + backoff, never exceeding the cap."""
+    schedule = PollSchedule()
+    now = 100.0
+    state = PollState(submitted_at=now)
+    times = []
+    due = schedule.first_due(submitted_at=now, now=now)
+    for _ in range(15):
+        times.append(due)
+        state = state.checked(due)
+        due = schedule.next_due(state, due)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[0] == 100.5
+    assert max(gaps) == 10.0
+    assert state.checks == 15 and state.last_checked == times[-1]
+
+
+def test_model_skips_pointless_early_checks() -> None:
+    """Once jobs are known to take ~60 s, a new job is not polled until about then."""
+    model = LatencyModel(quantile=0.1, min_samples=5)
+    for duration in [60, 62, 65, 70, 90, 120]:
+        model.record(duration)
+    estimate = model.estimate()
+    assert estimate is not None and 60 <= estimate <= 65
+    schedule = PollSchedule()
+    due = schedule.first_due(submitted_at=0.0, now=0.0, estimate=estimate)
+    assert due == pytest.approx(estimate)
+    # after that point it backs off as usual, so lateness stays within the cap
+    state = PollState(submitted_at=0.0, checks=1, last_checked=due)
+    assert schedule.next_due(state, due, estimate=estimate) - due <= schedule.cap
+
+
+def test_skip_ahead_is_bounded_by_max_idle() -> None:
+    """Even for very slow models a job is checked every max_idle seconds (early failures show up)."""
+    schedule = PollSchedule(max_idle=60)
+    assert schedule.first_due(submitted_at=0.0, now=0.0, estimate=3600) == 60
+
+
+def test_floor_is_respected_even_when_overdue() -> None:
+    """An overdue job is not re-polled in a tight loop."""
+    schedule = PollSchedule(first=0.5, floor=1.0)
+    state = PollState(submitted_at=0.0, checks=0)
+    assert schedule.next_due(state, 500.0, estimate=10.0) == 501.0
+
+
+def test_model_needs_enough_samples_and_ignores_garbage() -> None:
+    """Until a few jobs finished, the schedule runs without estimates."""
+    model = LatencyModel(min_samples=3)
+    model.record(float("nan"))
+    model.record(-1)
+    model.record(5)
+    model.record_job(submitted_at=10, finished_at=17)
+    assert model.samples == 2 and model.estimate() is None
+    model.record(9)
+    assert model.estimate() is not None
+
+
+def test_model_follows_recent_jobs_only() -> None:
+    """The estimate adapts when the service speeds up (bounded window)."""
+    model = LatencyModel(quantile=0.5, window=10, min_samples=1)
+    for _ in range(10):
+        model.record(300)
+    for _ in range(10):
+        model.record(30)
+    assert model.estimate() == 30
+
+
+@given(st.lists(st.floats(0, 1e5), min_size=1, max_size=50), st.floats(0, 1))
+def test_quantile_lies_within_the_observed_range(durations: list[float], q: float) -> None:
+    """The estimate is always one of the plausible durations seen."""
+    model = LatencyModel(quantile=q, min_samples=1)
+    for d in durations:
+        model.record(d)
+    estimate = model.estimate()
+    assert estimate is not None
+    assert min(durations) - 1e-6 <= estimate <= max(durations) + 1e-6
+
+
+def test_endpoint_rule() -> None:
+    """Polling uses /result (one request per check); /status only when the queue position is wanted."""
+    assert endpoint_for() == "result"
+    assert endpoint_for(want_queue_position=True) == "status"
+
+
+def test_one_heap_serves_many_jobs_in_due_order() -> None:
+    """A single scheduler pops exactly the jobs that are due, earliest first."""
+    queue = PollQueue()
+    queue.push("b", 5.0)
+    queue.push("a", 1.0)
+    queue.push("c", 9.0)
+    assert queue.next_due() == 1.0
+    assert queue.pop_due(5.0) == ["a", "b"]
+    assert queue.pop_due(5.0) == []
+    assert len(queue) == 1 and "c" in queue
+
+
+def test_rescheduling_and_removal_skip_stale_entries() -> None:
+    """Re-pushing a job moves it; removing a cancelled job means it is never polled again."""
+    queue = PollQueue()
+    queue.push("a", 1.0)
+    queue.push("b", 2.0)
+    queue.push("a", 10.0)
+    queue.remove("b")
+    assert queue.next_due() == 10.0
+    assert queue.pop_due(9.0) == []
+    assert queue.pop_due(10.0) == ["a"]
+    assert queue.next_due() is None
+
+
+def test_pop_due_limit() -> None:
+    """A scheduler can take due jobs in batches no larger than its free capacity."""
+    queue = PollQueue()
+    for i in range(5):
+        queue.push(i, float(i))
+    assert queue.pop_due(10, limit=2) == [0, 1]
+    assert len(queue) == 3
+
+
+def test_bad_schedule_rejected() -> None:
+    """A schedule that would poll in a tight loop is refused when configured."""
+    with pytest.raises(ValueError):
+        PollSchedule(first=0)
+    with pytest.raises(ValueError):
+        PollSchedule(cap=10, max_idle=5)
