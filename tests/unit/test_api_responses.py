@@ -1,0 +1,256 @@
+"""Classifying RunComfy's answers and parsing them into values (pure)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from batchrun.api.responses import (
+    SubmitOutcomeUnknown,
+    classify_error,
+    collect_output_urls,
+    normalize_status,
+    parse_cancel,
+    parse_result,
+    parse_retry_after,
+    parse_status,
+    parse_submission,
+    summarize_detail,
+)
+from batchrun.errors import (
+    AuthError,
+    ForbiddenError,
+    InsufficientBalanceError,
+    PermanentApiError,
+    RateLimitedError,
+    RequestNotFoundError,
+    TransientApiError,
+    UnknownModelError,
+    ValidationRejectedError,
+)
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "expected"),
+    [
+        (400, body(error_code=400001, error_message="no such model"), UnknownModelError),
+        (400, body(error_code=400002, message="top up"), InsufficientBalanceError),
+        (400, body(error_code=400004), AuthError),
+        (401, body(error_code=401001), AuthError),
+        (401, b"", AuthError),
+        (403, body(error_code=403001), ForbiddenError),
+        (403, body(error_code=403003), ForbiddenError),
+        (403, b"nope", ForbiddenError),
+        (404, body(error_code=404001), RequestNotFoundError),
+        (404, b"", RequestNotFoundError),
+        (422, body(error_code=422001, detail=[]), ValidationRejectedError),
+        (422, body(detail="bad"), ValidationRejectedError),
+        (429, b"", RateLimitedError),
+        (500, body(error_code=500001), TransientApiError),
+        (503, b"", TransientApiError),
+        (418, body(message="teapot"), PermanentApiError),
+        (400, body(error_code=499999), PermanentApiError),
+    ],
+)
+def test_error_table(status: int, payload: bytes, expected: type) -> None:
+    """Every published code and HTTP status leads to the documented reaction."""
+    error = classify_error(status, {}, payload)
+    assert type(error) is expected
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (400002, InsufficientBalanceError),
+        (401001, AuthError),
+        (500001, TransientApiError),
+        (422001, ValidationRejectedError),
+        (503123, TransientApiError),
+        (4, PermanentApiError),
+    ],
+)
+def test_error_code_on_http_200_is_an_error(code: int, expected: type) -> None:
+    """An HTTP 200 carrying error_code is not mistaken for success."""
+    error = classify_error(200, {}, body(error_code=code, error_message="oops"))
+    assert type(error) is expected
+    assert error.error_code == code  # type: ignore[union-attr]
+
+
+def test_good_answers_are_not_errors() -> None:
+    """Plain 2xx answers (even with error_code 0 or null) pass."""
+    assert classify_error(200, {}, body(request_id="r", status="in_queue")) is None
+    assert classify_error(200, {}, body(request_id="r", error_code=None)) is None
+    assert classify_error(202, {}, body(request_id="r", error_code=0)) is None
+    assert classify_error(200, {}, b"<html>ok</html>") is None
+
+
+def test_message_comes_from_error_message_or_message() -> None:
+    """The server's explanation reaches the user in one line."""
+    a = classify_error(400, {}, body(error_code=400001, error_message="model x\nnot found"))
+    b = classify_error(400, {}, body(error_code=400001, message="unknown model"))
+    assert "model x not found" in str(a) and "\n" not in str(a)
+    assert "unknown model" in str(b) and "400001" in str(b)
+
+
+def test_validation_detail_summarised_in_one_line() -> None:
+    """A 422 shows every rejected field in one readable line."""
+    detail = [
+        {"loc": ["body", "duration"], "msg": "must be <= 15", "type": "x"},
+        {"loc": ["body", "prompt"], "msg": "field required"},
+    ]
+    error = classify_error(422, {}, body(error_code=422001, detail=detail))
+    assert isinstance(error, ValidationRejectedError)
+    assert "duration: must be <= 15; prompt: field required" in error.message
+    assert error.detail == detail
+    assert summarize_detail({"duration": "too long"}) == "duration: too long"
+
+
+def test_html_error_page_is_handled() -> None:
+    """A proxy's HTML 502 page becomes a short transient error, not a crash."""
+    page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1>" + b"x" * 5000
+    error = classify_error(502, {"Content-Type": "text/html"}, page)
+    assert isinstance(error, TransientApiError)
+    assert "502 Bad Gateway" in error.message and len(error.message) < 600
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    """Retry-After is read in both of its forms."""
+    error = classify_error(429, {"Retry-After": "7"}, b"")
+    assert isinstance(error, RateLimitedError) and error.retry_after == 7
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    dated = classify_error(429, {"retry-after": "Thu, 01 Jan 2026 12:00:30 GMT"}, b"", now=now)
+    assert isinstance(dated, RateLimitedError) and dated.retry_after == 30
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0
+    assert classify_error(429, {}, b"").retry_after is None  # type: ignore[union-attr]
+
+
+def test_token_is_scrubbed_from_messages() -> None:
+    """A server echoing the token back never puts it into an error message."""
+    error = classify_error(
+        401, {}, body(error_code=401001, message="bad token sk-SECRET in Bearer sk-SECRET"), secret="sk-SECRET"
+    )
+    assert error is not None and "sk-SECRET" not in error.message
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("in_queue", "queued"),
+        ("queued", "queued"),
+        ("in_progress", "running"),
+        ("running", "running"),
+        ("completed", "completed"),
+        ("succeeded", "completed"),
+        ("cancelled", "cancelled"),
+        ("canceled", "cancelled"),
+        ("failed", "failed"),
+        ("error", "failed"),
+        ("COMPLETED", "completed"),
+        ("warming_up", "running"),
+        (None, "running"),
+    ],
+)
+def test_status_words_are_normalised(word: object, expected: str) -> None:
+    """Every spelling RunComfy may use maps onto five words; unknown ones count as still running."""
+    assert normalize_status(word) == expected
+
+
+def test_unknown_status_keeps_the_raw_word() -> None:
+    """An unexpected status word is kept for the record, while the job keeps being polled."""
+    report = parse_status({"request_id": "r1", "status": "warming_up"}, "r1")
+    assert report.status == "running" and report.raw_status == "warming_up"
+    assert not report.is_terminal
+
+
+def test_status_with_queue_position() -> None:
+    """The queue position is reported while queued."""
+    report = parse_status({"request_id": "r1", "status": "in_queue", "queue_position": "3"}, "r1")
+    assert report.status == "queued" and report.queue_position == 3
+
+
+def test_every_output_url_collected_in_order_without_duplicates() -> None:
+    """No result file is missed, whatever key RunComfy puts it under."""
+    output = {
+        "video": "https://cdn.example/a.mp4",
+        "videos": ["https://cdn.example/a.mp4", "https://cdn.example/b.mp4"],
+        "image": "https://cdn.example/c.png",
+        "images": ["https://cdn.example/d.png", "not a url", 7],
+        "thumbnail": "https://cdn.example/e.jpg",
+        "extra": [{"url": "https://cdn.example/f.bin"}],
+        "seed": 42,
+        "note": "done",
+    }
+    assert collect_output_urls(output) == (
+        "https://cdn.example/a.mp4",
+        "https://cdn.example/b.mp4",
+        "https://cdn.example/c.png",
+        "https://cdn.example/d.png",
+        "https://cdn.example/e.jpg",
+        "https://cdn.example/f.bin",
+    )
+    assert collect_output_urls("https://cdn.example/x.mp4") == ("https://cdn.example/x.mp4",)
+    assert collect_output_urls(None) == ()
+
+
+def test_result_completed_failed_and_unfinished() -> None:
+    """A result answer says whether to download, fail the job or keep polling."""
+    done = parse_result(
+        {
+            "request_id": "r1",
+            "status": "succeeded",
+            "output": {"video": "https://cdn.example/a.mp4"},
+            "created_at": "2026-01-01T00:00:00Z",
+            "finished_at": 1767225660,
+        },
+        "r1",
+    )
+    assert done.status == "completed" and done.output_urls == ("https://cdn.example/a.mp4",)
+    assert done.created_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert done.finished_at == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    assert done.raw["status"] == "succeeded"
+    failed = parse_result({"request_id": "r1", "status": "failed", "error": {"message": "nsfw"}}, "r1")
+    assert failed.status == "failed" and failed.error == "nsfw"
+    pending = parse_result({"request_id": "r1", "status": "in_progress"}, "r1")
+    assert pending.status == "running" and pending.output_urls == () and not pending.is_terminal
+
+
+def test_result_without_status_word() -> None:
+    """An answer with files but no status word counts as completed."""
+    report = parse_result({"output": {"video": "https://cdn.example/a.mp4"}}, "r9")
+    assert report.status == "completed" and report.request_id == "r9" and report.raw_status is None
+
+
+def test_non_object_answer_is_transient() -> None:
+    """A garbled poll answer is retried, not taken as a state."""
+    with pytest.raises(TransientApiError):
+        parse_result(["nope"], "r1")
+
+
+def test_submission_requires_request_id() -> None:
+    """A 2xx submit answer without request_id is an unknown outcome (the job may exist)."""
+    sub = parse_submission({"request_id": "abc", "status_url": "https://x/s"})
+    assert sub.request_id == "abc" and sub.status_url == "https://x/s" and sub.cancel_url is None
+    for data in ({}, {"request_id": ""}, {"request_id": None}, [], None):
+        with pytest.raises(SubmitOutcomeUnknown):
+            parse_submission(data)
+
+
+def test_submit_outcome_unknown_is_not_transient() -> None:
+    """A lost submit answer is never retried automatically by the policy."""
+    assert not isinstance(SubmitOutcomeUnknown("x"), TransientApiError)
+
+
+def test_cancel_outcomes() -> None:
+    """Cancel reports whether RunComfy actually cancelled (nothing billed) or the job will run on."""
+    yes = parse_cancel({"request_id": "r", "status": "cancelled", "outcome": "cancelled"}, "r")
+    no = parse_cancel({"request_id": "r", "status": "in_progress", "outcome": "not_cancellable"}, "r")
+    implied = parse_cancel({"request_id": "r", "status": "canceled"}, "r")
+    assert yes.cancelled and not no.cancelled and implied.cancelled
+    assert no.status == "running" and no.outcome == "not_cancellable"
