@@ -1,0 +1,3 @@
+from batchrun.sim import main
+
+main()
