@@ -283,7 +283,7 @@ class Store:
                     new_rows.append(_new_row(campaign_id, spec, revision, cost(spec), now))
                 if new_rows:
                     inserted = c.execute(
-                        sa.insert(jobs).returning(jobs.c.id, jobs.c.key, sort_by_parameter_order=True),
+                        sa.insert(jobs).returning(jobs.c.id, jobs.c.key),  # mapped by key: order not needed
                         new_rows,
                     ).all()
                     c.execute(
@@ -597,32 +597,22 @@ def _at_now(now: datetime) -> datetime:
 
 
 def _new_row(campaign_id: int, spec: JobSpec, revision: int, cost: float | None, now: datetime) -> dict[str, Any]:
+    # only the non-NULL columns: the others default to NULL, and fewer binds keep 100k rows fast
     return {
         "campaign_id": campaign_id,
         "key": spec.key,
         "revision": revision,
-        "superseded_at": None,
         "model": spec.model,
         "input": spec.input,
         "fingerprint": spec.fingerprint,
         "take": spec.take,
         "output_name": spec.output_name,
         "state": JobState.PENDING.value,
-        "request_id": None,
         "attempts": 0,
-        "error": None,
         "result_urls": [],
-        "output_path": None,
-        "size": None,
-        "sha256": None,
         "estimated_cost": cost,
         "created_at": now,
-        "submitted_at": None,
-        "started_at": None,
-        "finished_at": None,
         "updated_at": now,
-        "runner_id": None,
-        "lease_expires_at": None,
     }
 
 
