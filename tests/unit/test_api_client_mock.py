@@ -1,0 +1,324 @@
+"""The API client and downloader against single odd answers (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from batchrun.api import RunComfyClient, SubmitOutcomeUnknown
+from batchrun.download import Downloader
+from batchrun.errors import (
+    AuthError,
+    BatchrunError,
+    InsufficientBalanceError,
+    PermanentApiError,
+    RequestNotFoundError,
+    TransientApiError,
+    UnknownModelError,
+    ValidationRejectedError,
+)
+from batchrun.retry import RetryPolicy
+
+TOKEN = "sk-live-TOPSECRET-123"
+BASE = "https://api.test"
+POLICY = RetryPolicy(max_attempts=4, base=1, cap=4, max_elapsed=None, jitter=False)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Recorder:
+    """A MockTransport handler that answers from a script and records requests and sleeps."""
+
+    def __init__(self, *answers: httpx.Response | Exception | Handler) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+        self.slept: list[float] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        if callable(answer) and not isinstance(answer, httpx.Response):
+            return answer(request)
+        return answer
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def client_for(rec: Recorder, retry: RetryPolicy = POLICY) -> RunComfyClient:
+    return RunComfyClient(BASE, TOKEN, retry=retry, sleep=rec.sleep, transport=httpx.MockTransport(rec))
+
+
+def ok(**fields: object) -> httpx.Response:
+    return httpx.Response(200, json=fields)
+
+
+def run(coro_fn: Callable[[], object]) -> object:
+    return anyio.run(coro_fn)  # type: ignore[arg-type]
+
+
+def test_submit_posts_the_input_as_the_whole_body_with_auth() -> None:
+    """The model's input JSON is the body (no wrapper) and the token rides in Authorization."""
+    rec = Recorder(ok(request_id="r-1", status_url="https://elsewhere/x"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            sub = await client.submit("kling/kling-3.0/pro/text-to-video", {"prompt": "a cat"})
+            assert sub.request_id == "r-1"
+            assert client.request_counts["submit"] == 1
+
+    run(main)
+    (request,) = rec.requests
+    assert request.method == "POST"
+    assert request.url == f"{BASE}/v1/models/kling/kling-3.0/pro/text-to-video"
+    assert json.loads(request.content) == {"prompt": "a cat"}
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["user-agent"].startswith("batchrun/")
+
+
+def test_error_code_on_http_200_raises() -> None:
+    """A 200 that carries error_code 400002 stops submitting instead of counting as accepted."""
+    rec = Recorder(ok(error_code=400002, error_message="balance too low"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(InsufficientBalanceError, match="balance too low"):
+                await client.submit("m", {})
+
+    run(main)
+    assert len(rec.requests) == 1 and rec.slept == []
+
+
+def test_html_502_is_retried_then_succeeds() -> None:
+    """A proxy's HTML 502 on a poll is retried with backoff; the sleeps are the policy's."""
+    page = httpx.Response(502, text="<html><title>502 Bad Gateway</title></html>")
+    rec = Recorder(page, page, ok(request_id="r", status="in_progress"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            report = await client.result("r")
+            assert report.status == "running"
+            assert client.request_counts["result"] == 3
+
+    run(main)
+    assert rec.slept == [1, 2]
+
+
+def test_retry_after_is_honoured_on_submit() -> None:
+    """A 429 with Retry-After waits exactly that long, then submits once more."""
+    rec = Recorder(httpx.Response(429, headers={"Retry-After": "17"}), ok(request_id="r-2"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            assert (await client.submit("m", {"prompt": "x"})).request_id == "r-2"
+
+    run(main)
+    assert rec.slept == [17]
+    assert len(rec.requests) == 2
+
+
+def test_submit_5xx_is_retried() -> None:
+    """A 500001 answer means the job was not created, so the submit is retried."""
+    rec = Recorder(httpx.Response(500, json={"error_code": 500001}), ok(request_id="r-3"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            assert (await client.submit("m", {})).request_id == "r-3"
+
+    run(main)
+    assert rec.slept == [1]
+
+
+def test_submit_connect_error_is_retried() -> None:
+    """A connection that never opened cannot have created a job: retried."""
+    rec = Recorder(httpx.ConnectError("refused"), ok(request_id="r-4"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            assert (await client.submit("m", {})).request_id == "r-4"
+
+    run(main)
+    assert len(rec.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.ReadTimeout("read timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("connection reset by peer"),
+        httpx.WriteTimeout("write timed out"),
+        httpx.Response(200, json={"status": "in_queue"}),
+        httpx.Response(201, text="<html>created</html>"),
+    ],
+)
+def test_lost_submit_answer_is_never_resubmitted(answer: object) -> None:
+    """When the POST may have created a (billed) job, submit raises SubmitOutcomeUnknown once."""
+    rec = Recorder(answer)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(SubmitOutcomeUnknown) as info:
+                await client.submit("m", {"prompt": "x"})
+            assert not isinstance(info.value, TransientApiError)
+            assert TOKEN not in str(info.value)
+
+    run(main)
+    assert len(rec.requests) == 1 and rec.slept == []
+
+
+def test_lost_answer_keeps_the_cause() -> None:
+    """The runner can log what went wrong with the lost submit."""
+    rec = Recorder(httpx.ReadTimeout("read timed out"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(SubmitOutcomeUnknown) as info:
+                await client.submit("m", {})
+            assert isinstance(info.value.cause, httpx.ReadTimeout)
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (httpx.Response(400, json={"error_code": 400001, "message": "no model"}), UnknownModelError),
+        (httpx.Response(404, text="Not Found"), UnknownModelError),
+        (httpx.Response(422, json={"error_code": 422001, "detail": [{"loc": ["body", "prompt"], "msg": "field required"}]}), ValidationRejectedError),
+        (httpx.Response(401, json={"error_code": 401001}), AuthError),
+        (httpx.Response(409, text="conflict"), PermanentApiError),
+        (httpx.Response(302, headers={"Location": "https://login.example/"}), PermanentApiError),
+    ],
+)
+def test_no_retry_on_4xx(answer: httpx.Response, expected: type) -> None:
+    """Refusals fail at once: no waiting, no second (possibly billed) POST."""
+    rec = Recorder(answer)
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(expected):
+                await client.submit("m", {"prompt": "x"})
+
+    run(main)
+    assert len(rec.requests) == 1 and rec.slept == []
+
+
+def test_polls_retry_transport_errors_until_the_policy_gives_up() -> None:
+    """Status checks survive network blips; after the last attempt a TransientApiError surfaces."""
+    rec = Recorder(httpx.ReadTimeout("slow"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(TransientApiError) as info:
+                await client.status("r")
+            assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+
+    run(main)
+    assert len(rec.requests) == 4 and rec.slept == [1, 2, 4]
+
+
+def test_status_result_cancel_use_documented_paths_and_parse() -> None:
+    """The three idempotent calls hit base_url + documented paths, whatever URLs the submit gave."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/status"):
+            return ok(request_id="a/b", status="in_queue", queue_position=2)
+        if path.endswith("/result"):
+            return ok(request_id="a/b", status="completed", output={"video": "https://cdn/x.mp4"})
+        return ok(request_id="a/b", status="in_progress", outcome="not_cancellable")
+
+    rec = Recorder(answer)
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            status = await client.status("a/b")
+            result = await client.result("a/b")
+            cancel = await client.cancel("a/b")
+            assert (status.status, status.queue_position) == ("queued", 2)
+            assert result.output_urls == ("https://cdn/x.mp4",)
+            assert not cancel.cancelled and cancel.outcome == "not_cancellable"
+            assert client.request_counts == {"submit": 0, "status": 1, "result": 1, "cancel": 1}
+
+    run(main)
+    assert [r.url.raw_path for r in rec.requests] == [
+        b"/v1/requests/a%2Fb/status",
+        b"/v1/requests/a%2Fb/result",
+        b"/v1/requests/a%2Fb/cancel",
+    ]
+    assert [r.method for r in rec.requests] == ["GET", "GET", "POST"]
+
+
+def test_request_not_found_fails_the_poll() -> None:
+    """An expired request id is reported once, not retried."""
+    rec = Recorder(httpx.Response(404, json={"error_code": 404001, "message": "gone"}))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(RequestNotFoundError):
+                await client.result("r")
+
+    run(main)
+    assert len(rec.requests) == 1
+
+
+def test_token_absent_from_every_error_message() -> None:
+    """Errors shown to the user or stored never contain the API token, even if the server echoes it."""
+    echo = f"invalid token Bearer {TOKEN} ({TOKEN})"
+    answers: list[httpx.Response | Exception] = [
+        httpx.Response(401, json={"error_code": 401001, "message": echo}),
+        httpx.Response(400, json={"error_code": 400001, "error_message": echo}),
+        httpx.Response(500, text=f"<html><title>{echo}</title></html>"),
+        httpx.Response(200, json={"error_code": 403001, "message": echo}),
+        httpx.ReadTimeout(echo),
+        httpx.ConnectError(echo),
+    ]
+    seen: list[BatchrunError] = []
+
+    async def main() -> None:
+        for answer in answers:
+            rec = Recorder(answer)
+            async with client_for(rec, retry=RetryPolicy(max_attempts=1)) as client:
+                for call in (lambda: client.submit("m", {}), lambda: client.result("r")):
+                    try:
+                        await call()
+                    except BatchrunError as error:
+                        seen.append(error)
+
+    run(main)
+    assert len(seen) == 2 * len(answers)
+    for error in seen:
+        assert TOKEN not in str(error) and TOKEN not in error.message and TOKEN not in repr(error.args)
+
+
+def test_client_repr_hides_the_token() -> None:
+    """Logging the client object never leaks the token."""
+    client = RunComfyClient(BASE, TOKEN, transport=httpx.MockTransport(lambda r: ok()))
+    assert TOKEN not in repr(client)
+    anyio.run(client.aclose)
+
+
+def test_downloads_carry_no_authorization(tmp_path: Path) -> None:
+    """Result files are fetched without the RunComfy token (they live on other hosts)."""
+    seen: list[httpx.Request] = []
+
+    def files(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"video-bytes")
+
+    async def main() -> None:
+        async with client_for(Recorder(ok(request_id="r"))) as client:
+            await client.submit("m", {})
+        async with Downloader(transport=httpx.MockTransport(files)) as downloader:
+            got = await downloader.fetch("https://cdn.test/r.mp4", tmp_path / "r.mp4")
+            assert got.size == len(b"video-bytes")
+
+    run(main)
+    assert seen and all("authorization" not in r.headers for r in seen)
