@@ -45,6 +45,7 @@ CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 USER_AGENT = f"batchrun/{__version__}"
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+_CONTENT_RANGE_TOTAL = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
 def _hash_existing(path: Path) -> tuple[int, Any]:
     digest = hashlib.sha256()
     size = 0
@@ -218,6 +224,10 @@ class Downloader:
             response = await self._open(url, headers)
             try:
                 if response.status_code == 416 and existing:
+                    total = _CONTENT_RANGE_TOTAL.match(response.headers.get("content-range", ""))
+                    if total and int(total.group(1)) == existing:
+                        # an earlier attempt got every byte but stopped before the rename
+                        return await self._finish_complete_part(response, url, dest, part)
                     # the part is no prefix the server recognises: start again from nothing
                     await response.aclose()
                     _unlink(part)
@@ -232,6 +242,18 @@ class Downloader:
             raise TransientDownloadError(
                 f"download interrupted ({type(error).__name__}: {error})", url=url
             ) from error
+
+    async def _finish_complete_part(
+        self, response: httpx.Response, url: str, dest: Path, part: Path
+    ) -> DownloadedFile:
+        size, digest = await anyio.to_thread.run_sync(_hash_existing, part)
+        if size > self.max_bytes:
+            _unlink(part)
+            raise PermanentDownloadError(f"file exceeds the {self.max_bytes}-byte limit", url=url)
+        await anyio.to_thread.run_sync(_fsync_file, part)
+        os.replace(part, dest)
+        await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
+        return DownloadedFile(path=dest, size=size, sha256=digest.hexdigest(), url=url, content_type=None)
 
     async def _receive(
         self, response: httpx.Response, url: str, dest: Path, part: Path, existing: int
