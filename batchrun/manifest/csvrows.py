@@ -1,0 +1,99 @@
+"""CSV manifests: one job per row, each cell typed by the schema of its column's field.
+
+Pure (takes text). Headers are stripped; an empty cell means "not set"; duplicate headers and
+rows with more cells than headers are problems located at ``file:line:column``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass, field
+
+from batchrun.errors import Location, Problem
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass
+class Row:
+    """One data row: its line and its non-empty cells as header -> (text, 1-based column)."""
+
+    line: int
+    cells: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    """A read CSV file."""
+
+    path: str
+    headers: list[str]
+    header_columns: dict[str, int]  #: header -> 1-based column
+    rows: list[Row]
+    problems: list[Problem]
+    header_line: int = 1
+
+    def header_location(self, name: str) -> Location:
+        return Location(self.path, self.header_line, self.header_columns.get(name, 1))
+
+
+def read_table(text: str, path: str) -> Table:
+    """Split CSV ``text`` into rows; every structural problem is in ``Table.problems``."""
+    problems: list[Problem] = []
+    table = Table(path=path, headers=[], header_columns={}, rows=[], problems=problems)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header_row: list[str] | None = None
+        header_line = 1
+        while header_row is None:
+            start = reader.line_num + 1
+            candidate = next(reader, None)
+            if candidate is None:
+                problems.append(Problem(Location(path, 1, 1), "", "the CSV file is empty (it needs a header row)"))
+                return table
+            if any(cell.strip() for cell in candidate):
+                header_row, header_line = candidate, start
+        headers = [cell.strip() for cell in header_row]
+        seen: dict[str, int] = {}
+        for column, name in enumerate(headers, start=1):
+            if not name:
+                continue
+            if name in seen:
+                problems.append(Problem(Location(path, header_line, column), name,
+                                        f"duplicate column `{name}` (also column {seen[name]})"))
+                continue
+            seen[name] = column
+        table.headers = headers
+        table.header_columns = seen
+        table.header_line = header_line
+        while True:
+            start = reader.line_num + 1
+            cells = next(reader, None)
+            if cells is None:
+                break
+            if not any(cell.strip() for cell in cells):
+                continue
+            row = Row(line=start)
+            for column, text_value in enumerate(cells, start=1):
+                if not text_value.strip():
+                    continue
+                if column > len(headers):
+                    problems.append(Problem(
+                        Location(path, start, column), "",
+                        f"row has {len(cells)} cells but the header has {len(headers)} columns",
+                    ))
+                    break
+                name = headers[column - 1]
+                if not name:
+                    problems.append(Problem(Location(path, start, column), "",
+                                            f"cell in column {column}, which has no header name"))
+                    continue
+                if seen.get(name) != column:
+                    continue  # a duplicate column, reported at the header
+                row.cells[name] = (text_value, column)
+            table.rows.append(row)
+    except csv.Error as error:
+        problems.append(Problem(Location(path, reader.line_num or 1, None), "", f"CSV error: {error}"))
+    return table

@@ -1,0 +1,212 @@
+"""Line-aware YAML: plain Python values plus a way back to the line and column of any value.
+
+Pure. The text is composed into PyYAML nodes (which carry their marks) and converted to plain
+values by hand, so that duplicate keys become problems instead of silently winning, aliases
+cannot expand without bound (billion laughs), and tags other than the plain JSON-like ones are
+refused. ``Document.locate(path)`` walks the nodes again to find the most specific line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from batchrun.errors import Location, Problem
+
+#: how many values aliases may expand to before the document is refused
+MAX_VALUES = 500_000
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+}
+_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}  # kept as the text the user wrote
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _mark(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+@dataclass
+class Document:
+    """A parsed YAML file: its plain value and the nodes to locate things in."""
+
+    path: str
+    value: Any
+    root: Node | None
+    problems: list[Problem] = field(default_factory=list)
+
+    def at(self, node: Node | None) -> Location:
+        if node is None:
+            return Location(self.path, 1, 1)
+        line, column = _mark(node)
+        return Location(self.path, line, column)
+
+    def node(self, path: tuple[Any, ...], *, key: bool = False) -> Node | None:
+        """The node at ``path`` (or, with ``key``, the key node of its last step); None if absent."""
+        node = self.root
+        for depth, step in enumerate(path):
+            if node is None:
+                return None
+            last = depth == len(path) - 1
+            if isinstance(node, MappingNode):
+                found = None
+                for key_node, value_node in _pairs(node):
+                    if isinstance(key_node, ScalarNode) and _scalar_key(key_node) == step:
+                        found = key_node if (key and last) else value_node
+                node = found
+            elif isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+                node = node.value[step]
+            else:
+                return None
+        return node
+
+    def locate(self, path: tuple[Any, ...], *, key: bool = False) -> Location:
+        """The most specific location for ``path``: the deepest existing node along it."""
+        for end in range(len(path), -1, -1):
+            node = self.node(path[:end], key=key and end == len(path))
+            if node is not None:
+                return self.at(node)
+        return Location(self.path, 1, 1)
+
+
+def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:
+    """Key/value node pairs of a mapping, with ``<<`` merges first so explicit keys win."""
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE:
+            sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+            for source in sources:
+                if isinstance(source, MappingNode):
+                    yield from _pairs(source)
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE:
+            yield key_node, value_node
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _scalar(node: ScalarNode) -> Any:
+    """A plain scalar's value (the constructor's function, without its per-node cache)."""
+    return _constructor.yaml_constructors[node.tag](_constructor, node)
+
+
+def _scalar_key(node: ScalarNode) -> Any:
+    try:
+        return _scalar(node) if node.tag in _PLAIN_TAGS else node.value
+    except Exception:  # pragma: no cover - a bad scalar key is reported by the converter
+        return node.value
+
+
+class _Converter:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.count = 0
+
+    def problem(self, node: Node, message: str) -> None:
+        self.doc.problems.append(Problem(self.doc.at(node), "", message))
+
+    def convert(self, node: Node, depth: int = 0) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _TooBig
+        if depth > 200:
+            self.problem(node, "nested too deeply (more than 200 levels)")
+            return None
+        if isinstance(node, ScalarNode):
+            if node.tag in _PLAIN_TAGS:
+                try:
+                    return _scalar(node)
+                except (yaml.YAMLError, ValueError, OverflowError):
+                    self.problem(node, f"cannot read the value `{node.value[:40]}`")
+                    return None
+            if node.tag in _TEXT_TAGS:
+                return node.value
+            self.problem(node, f"unsupported YAML tag `{node.tag}`; use plain strings, numbers, lists and mappings")
+            return None
+        if isinstance(node, SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                self.problem(node, f"unsupported YAML tag `{node.tag}`")
+            return [self.convert(item, depth + 1) for item in node.value]
+        if isinstance(node, MappingNode):
+            if node.tag != "tag:yaml.org,2002:map":
+                self.problem(node, f"unsupported YAML tag `{node.tag}`")
+            result: dict[Any, Any] = {}
+            explicit: dict[Any, Node] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE:
+                    sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                    for source in sources:
+                        merged = self.convert(source, depth + 1)
+                        if isinstance(merged, dict):
+                            for k, v in merged.items():
+                                if k not in explicit:
+                                    result[k] = v
+                        else:
+                            self.problem(source, "`<<` must merge a mapping (or a list of mappings)")
+                    continue
+                if not isinstance(key_node, ScalarNode):
+                    self.problem(key_node, "mapping keys must be plain strings")
+                    continue
+                key = self.convert(key_node, depth + 1)
+                if isinstance(key, (list, dict)):  # pragma: no cover - scalar nodes give scalars
+                    continue
+                if key in explicit:
+                    line, _ = _mark(explicit[key])
+                    self.problem(key_node, f"duplicate key `{key}` (first at line {line})")
+                    continue
+                explicit[key] = key_node
+                result[key] = self.convert(value_node, depth + 1)
+            return result
+        return None  # pragma: no cover
+
+
+def parse(text: str, path: str) -> Document:
+    """Parse YAML ``text``; syntax errors and the other refusals are in ``Document.problems``."""
+    doc = Document(path=path, value=None, root=None)
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        what = " ".join(x for x in (error.context, error.problem) if x) or "invalid YAML"
+        doc.problems.append(Problem(Location(path, line, column), "", f"YAML syntax error: {what}"))
+        return doc
+    except yaml.reader.ReaderError as error:
+        position = getattr(error, "position", 0) or 0
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        doc.problems.append(Problem(Location(path, line, column), "",
+                                    f"YAML cannot contain the character {error.character!r}"))
+        return doc
+    except yaml.YAMLError as error:
+        detail = str(error).splitlines()[0] if str(error) else "invalid YAML"
+        doc.problems.append(Problem(Location(path, 1, 1), "", f"YAML error: {detail}"))
+        return doc
+    except RecursionError:
+        doc.problems.append(Problem(Location(path, 1, 1), "", "YAML is nested too deeply"))
+        return doc
+    doc.root = root
+    if root is None:
+        return doc
+    converter = _Converter(doc)
+    try:
+        doc.value = converter.convert(root)
+    except _TooBig:
+        doc.value = None
+        doc.problems.append(Problem(Location(path, 1, 1), "",
+                                    f"YAML anchors/aliases expand to more than {MAX_VALUES:,} values"))
+    except RecursionError:
+        doc.value = None
+        doc.problems.append(Problem(Location(path, 1, 1), "", "YAML is nested too deeply"))
+    return doc
