@@ -8,7 +8,8 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
 
 - refuses (``PermanentDownloadError``) any URL that is not ``https``, except ``http`` to a
   loopback host (127.0.0.0/8, ::1, ``localhost``), which the simulator uses;
-- streams in 1 MiB chunks to ``<dest>.part`` while computing sha256 (memory stays flat);
+- streams to ``<dest>.part`` block by block as the socket delivers them, computing sha256
+  (memory stays flat; bytes received before a break are kept for the resume);
 - resumes a ``.part`` left by an earlier attempt with ``Range: bytes=<size>-`` (re-hashing the
   part first); a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
 - checks the final size against ``Content-Length`` / the ``Content-Range`` total: a short file is
@@ -301,7 +302,9 @@ class Downloader:
 
         handle: BinaryIO = open(part, mode)  # noqa: SIM115 - closed in finally
         try:
-            async for block in response.aiter_bytes(CHUNK):
+            # no chunk_size: blocks arrive as read from the socket (tens of KiB), so memory stays
+            # flat AND every byte received before a connection break is already on disk to resume
+            async for block in response.aiter_bytes():
                 size += len(block)
                 if size > self.max_bytes:
                     handle.close()

@@ -1,0 +1,182 @@
+"""The downloader against the simulator's file host over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from batchrun.download import Downloader, DownloadedFile, sha256_file, verify_file
+from batchrun.errors import PermanentDownloadError, TransientDownloadError
+from batchrun.retry import RetryPolicy
+
+pytest.importorskip("batchrun.sim")
+from batchrun.sim import Faults, Latency  # noqa: E402
+
+T2V = "kling/kling-3.0/pro/text-to-video"
+FAST = RetryPolicy(max_attempts=20, base=0.0, cap=0.0, max_elapsed=None, jitter=False)
+
+
+def completed_job(sim: Any) -> str:
+    """Submit one job straight to the simulator and finish it; returns its file URL."""
+    with httpx.Client(base_url=sim.base_url, headers={"Authorization": f"Bearer {sim.config.token}"}) as http:
+        rid = http.post(f"/v1/models/{T2V}", json={"prompt": "x"}).json()["request_id"]
+        sim.finish(rid)
+        assert http.get(f"/v1/requests/{rid}/result").json()["status"] == "completed"
+    return sim.file_url(rid)
+
+
+def fetch(url: str, dest: Path, **kw: Any) -> DownloadedFile:
+    kw.setdefault("retry", FAST)
+
+    async def noop(_: float) -> None:
+        return None
+
+    async def main() -> DownloadedFile:
+        async with Downloader(sleep=noop, **kw) as downloader:
+            return await downloader.fetch(url, dest)
+
+    return anyio.run(main)
+
+
+@pytest.fixture
+def manual_sim(make_simulator: Any) -> Any:
+    return make_simulator(latency=Latency(kind="manual"))
+
+
+def test_download_matches_served_file_and_sends_no_token(manual_sim: Any, tmp_path: Path) -> None:
+    """A result file lands complete, with the sha256 the server served, and no credentials were sent."""
+    url = completed_job(manual_sim)
+    dest = tmp_path / "out" / "nested" / "clip.mp4"
+    got = fetch(url, dest)
+    assert got.path == dest and dest.stat().st_size == got.size > 0
+    assert got.sha256 == manual_sim.served_files()[url] == sha256_file(dest)
+    assert got.content_type and got.content_type.startswith("video/")
+    assert not dest.with_name("clip.mp4.part").exists()
+    assert verify_file(dest, got.size, got.sha256)
+    assert not verify_file(dest, got.size + 1, got.sha256)
+    assert manual_sim.stats().authorization_headers_on_files == 0
+
+
+def test_truncated_download_is_resumed_with_range(manual_sim: Any, tmp_path: Path) -> None:
+    """A cut-off transfer leaves a .part that the next attempt resumes with Range, ending byte-exact."""
+    url = completed_job(manual_sim)
+    dest = tmp_path / "clip.mp4"
+    manual_sim.set_faults(Faults(truncated_download=1.0))
+    with pytest.raises(TransientDownloadError, match="truncated|interrupted"):
+        fetch(url, dest, retry=RetryPolicy(max_attempts=1))
+    part = tmp_path / "clip.mp4.part"
+    assert part.exists() and not dest.exists()
+    kept = part.stat().st_size
+    manual_sim.set_faults(Faults())
+    got = fetch(url, dest)
+    assert kept > 0 and manual_sim.stats().range_requests >= 1
+    assert got.sha256 == manual_sim.served_files()[url] == sha256_file(dest)
+    assert not part.exists()
+
+
+def test_flaky_file_host_is_retried_within_one_fetch(make_simulator: Any, tmp_path: Path) -> None:
+    """Truncations, resets and 5xx on the file host are retried (resuming) until the file is whole."""
+    sim = make_simulator(latency=Latency(kind="manual"), seed=11)
+    url = completed_job(sim)
+    sim.set_faults(Faults(truncated_download=0.6, server_error=0.2, reset=0.1))
+    got = fetch(url, tmp_path / "clip.mp4")
+    assert got.sha256 == sim.served_files()[url]
+    assert sim.stats().faults_injected.get("truncated_download", 0) > 0
+    assert sim.stats().authorization_headers_on_files == 0
+
+
+def test_complete_part_is_finished_without_downloading_again(manual_sim: Any, tmp_path: Path) -> None:
+    """A crash after the last byte but before the rename is completed on resume (server answers 416)."""
+    url = completed_job(manual_sim)
+    first = fetch(url, tmp_path / "a.mp4")
+    (tmp_path / "b.mp4.part").write_bytes((tmp_path / "a.mp4").read_bytes())
+    second = fetch(url, tmp_path / "b.mp4")
+    assert second.sha256 == first.sha256 and second.size == first.size
+
+
+def test_expired_result_is_permanent_and_leaves_nothing(manual_sim: Any, tmp_path: Path) -> None:
+    """A 404 file says 'expired or missing' at once and leaves no .part behind."""
+    url = manual_sim.file_url("never-finished")
+    dest = tmp_path / "x.mp4"
+    dest.with_name("x.mp4.part").write_bytes(b"stale")
+    with pytest.raises(PermanentDownloadError, match="expired or missing"):
+        fetch(url, dest)
+    assert not dest.exists() and not dest.with_name("x.mp4.part").exists()
+
+
+def test_size_cap_aborts_and_deletes_the_part(manual_sim: Any, tmp_path: Path) -> None:
+    """A file bigger than max_bytes is refused and the partial file removed."""
+    url = completed_job(manual_sim)
+    dest = tmp_path / "big.mp4"
+    with pytest.raises(PermanentDownloadError, match="limit"):
+        fetch(url, dest, max_bytes=1000)
+    assert not dest.exists() and not dest.with_name("big.mp4.part").exists()
+
+
+@pytest.mark.parametrize("url", ["http://example.com/a.mp4", "ftp://127.0.0.1/a.mp4", "file:///etc/passwd"])
+def test_non_https_non_loopback_urls_are_refused(url: str, tmp_path: Path) -> None:
+    """Result URLs must be https (plain http only to this machine); nothing is fetched otherwise."""
+    with pytest.raises(PermanentDownloadError):
+        fetch(url, tmp_path / "out" / "a.mp4")
+    assert not (tmp_path / "out").exists()
+
+
+class _Redirector(BaseHTTPRequestHandler):
+    target = ""
+    seen_auth: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        type(self).seen_auth.append(self.headers.get("Authorization"))
+        self.send_response(302)
+        self.send_header("Location", type(self).target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def redirector() -> Iterator[type[_Redirector]]:
+    handler = type("Redirector", (_Redirector,), {"seen_auth": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.base = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_redirect_to_another_host_carries_no_credentials(
+    manual_sim: Any, redirector: Any, tmp_path: Path
+) -> None:
+    """A result URL that redirects to a CDN host is followed, and no Authorization reaches either host."""
+    url = completed_job(manual_sim)
+    redirector.target = url  # http://localhost:<port>/files/...: another host than 127.0.0.1
+    got = fetch(f"{redirector.base}/r/clip.mp4", tmp_path / "clip.mp4")
+    assert got.sha256 == manual_sim.served_files()[url]
+    assert redirector.seen_auth == [None]
+    assert manual_sim.stats().authorization_headers_on_files == 0
+
+
+def test_redirect_to_plain_http_elsewhere_is_refused(redirector: Any, tmp_path: Path) -> None:
+    """A redirect may not downgrade to plain http on a foreign host."""
+    redirector.target = "http://example.com/clip.mp4"
+    with pytest.raises(PermanentDownloadError, match="refusing"):
+        fetch(f"{redirector.base}/r/clip.mp4", tmp_path / "clip.mp4")
+
+
+def test_redirect_loop_is_bounded(redirector: Any, tmp_path: Path) -> None:
+    """An endless redirect chain stops after a few hops."""
+    redirector.target = f"{redirector.base}/again"
+    with pytest.raises(PermanentDownloadError, match="redirects"):
+        fetch(f"{redirector.base}/r/clip.mp4", tmp_path / "clip.mp4")
+    assert len(redirector.seen_auth) == 6
