@@ -242,25 +242,26 @@ def _json_problem(value: Any, path: Path_, issues: list[FieldIssue], depth: int 
         issues.append(FieldIssue(path, f"must be a JSON value (got {type(value).__name__})"))
 
 
-def _multi_prompt(model: ModelInfo, input: Mapping[str, Any], issues: list[FieldIssue]) -> None:
+def _multi_prompt(model: ModelInfo, input: Mapping[str, Any], issues: list[FieldIssue], *, sums: bool) -> None:
     segments = input.get("multi_prompt")
     if not isinstance(segments, list) or not segments:
         return
     items = item_schema(model.properties.get("multi_prompt", {})) or {}
     props = items.get("properties", {}) if isinstance(items, Mapping) else {}
     segment_default = props.get("duration", {}).get("default") if isinstance(props, Mapping) else None
-    total = 0
+    total: int | None = 0
     for index, segment in enumerate(segments):
         if not isinstance(segment, dict):
             return
         if "prompt" not in segment:
             issues.append(FieldIssue(("multi_prompt", index, "prompt"), "each segment needs a prompt"))
         seconds = segment.get("duration", segment_default)
-        if not isinstance(seconds, int) or isinstance(seconds, bool):
-            return
-        total += seconds
+        if total is None or not isinstance(seconds, int) or isinstance(seconds, bool):
+            total = None
+        else:
+            total += seconds
     duration = input.get("duration", model.default_duration)
-    if not isinstance(duration, int) or isinstance(duration, bool):
+    if not sums or total is None or not isinstance(duration, int) or isinstance(duration, bool):
         return
     if total != duration:
         origin = "" if "duration" in input else " (the default)"
@@ -268,6 +269,36 @@ def _multi_prompt(model: ModelInfo, input: Mapping[str, Any], issues: list[Field
             ("multi_prompt",),
             f"segment durations add up to {total} s but duration is {duration} s{origin}; they must be equal",
         ))
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_CACHE: dict[tuple[Any, ...], tuple[FieldIssue, ...]] = {}
+_CACHE_LIMIT = 200_000
+_SCHEMAS: dict[int, Mapping[str, Any]] = {}  # keeps cached schemas alive so their ids stay unique
+
+
+def _check_fields(model: ModelInfo, input: Mapping[str, Any], issues: list[FieldIssue]) -> None:
+    """Per-field checks; results for scalar values are cached (100,000 matrix jobs share most)."""
+    properties = model.properties
+    schema_id = id(model.schema)
+    _SCHEMAS.setdefault(schema_id, model.schema)
+    for name in model.schema.get("required", ()):
+        if name not in input:
+            issues.append(FieldIssue((name,), "required field is missing"))
+    for name, value in input.items():
+        kind = type(value)
+        if kind in _SCALARS and isinstance(name, str):
+            key = (schema_id, model.audio_field, name, kind, value)
+            found = _CACHE.get(key)
+            if found is None:
+                fresh: list[FieldIssue] = []
+                _check_object(properties, (), {name: value}, (), fresh, model.audio_field)
+                if len(_CACHE) >= _CACHE_LIMIT:
+                    _CACHE.clear()
+                found = _CACHE[key] = tuple(fresh)
+            issues.extend(found)
+        else:
+            _check_object(properties, (), {name: value}, (), issues, model.audio_field)
 
 
 def validate_input(model: ModelInfo | None, input: object) -> list[FieldIssue]:
@@ -282,13 +313,9 @@ def validate_input(model: ModelInfo | None, input: object) -> list[FieldIssue]:
     if model is None:
         _json_problem(input, (), issues)
         return issues
-    _check_object(model.properties, model.schema.get("required", ()), input, (), issues, model.audio_field)
-    if not issues:
-        _multi_prompt(model, input, issues)
-    else:
-        bad = {issue.path[0] for issue in issues if issue.path}
-        if not bad & {"multi_prompt", "duration"}:
-            _multi_prompt(model, input, issues)
+    _check_fields(model, input, issues)
+    bad = {issue.path[0] for issue in issues if issue.path}
+    _multi_prompt(model, input, issues, sums=not bad & {"multi_prompt", "duration"})
     return issues
 
 

@@ -297,7 +297,7 @@ class _Loader:
                         table = table.with_overrides({key: price}, source=self.display)
                     except ConfigError as error:
                         message = error.message.removeprefix(f"{self.display}: ")
-                        self.problem(self.at(("prices", key)), f"prices.{key}", message)
+                        self.problem(self.at(("prices", key)), "", message)
         return table.overlay(flag) if flag is not None else table
 
     def matrix_value(self, value: Any) -> Matrix:

@@ -115,6 +115,7 @@ class Plan:
     filename_location: Location | None
     #: (source index, combination index) -> base id, where a short hash collided (rare)
     overrides: dict[tuple[int, int], str] = field(default_factory=dict)
+    _unsafe_seen: set[tuple[Location, str]] = field(default_factory=set, repr=False)
 
     def walk(self, sink: Sink | None = None) -> Iterator[JobSpec]:
         """Every job in order (with ``sink``: check instead, yielding nothing)."""
@@ -226,7 +227,12 @@ class Plan:
                 self.overrides[(s_index, c_index)] = longer
                 seen[longer.casefold()] = (source.location, fp)
                 return longer
-            if fp is not None and other_fp == fp:
+            if fp is not None and other_fp == fp and other == source.location and self.matrix.keys:
+                sink.add(source.location, "",
+                         "this job gets the same model and input for several matrix combinations; use "
+                         f"{', '.join('`{' + k + '}`' for k in self.matrix.keys)} in it, or takes: N for "
+                         "several generations")
+            elif fp is not None and other_fp == fp:
                 sink.add(source.location, "",
                          f"duplicate job (same model and input as {_where(other, source.location)}); "
                          "use takes: 2 for several generations")
@@ -241,7 +247,9 @@ class Plan:
         where = self.filename_location or source.location
         problem = unsafe_name(name)
         if problem:
-            sink.add(where, "output.filename", f"output file `{name[:80]}` {problem}")
+            if (where, problem) not in self._unsafe_seen:  # one line per template and kind of mistake
+                self._unsafe_seen.add((where, problem))
+                sink.add(where, "output.filename", f"output file `{name[:80]}` {problem}")
             return
         folded = name.casefold()
         other = seen.get(folded)
@@ -263,6 +271,7 @@ def _ascii(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -298,7 +307,7 @@ def unsafe_name(name: str) -> str | None:
         return "is empty"
     if len(name) > 200:
         return "is longer than 200 characters"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         return "contains a control character"
     if "\\" in name:
         return "contains a backslash; use `/` between folders"
