@@ -144,7 +144,8 @@ class Plan:
                     self._validate(source, data, field_keys, combo, sink)
                 fp: str | None = None
                 if source.id_template is not None:
-                    base_id = templates.render(source.id_template, variables)
+                    slugs = {k: matrix.slugs[i][combo[i]] for i, k in enumerate(keys)}  # ids use slugged values
+                    base_id = templates.render(source.id_template, slugs)
                     if suffix:
                         base_id += "-" + "-".join(matrix.slugs[i][combo[i]] for i in range(len(keys)))
                 else:
