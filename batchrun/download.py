@@ -30,6 +30,7 @@ import ipaddress
 import os
 import random
 import re
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing: a file host can never make later fetches carry state.
+
+    (Passed to httpx as a bare ``CookieJar``: an ``httpx.Cookies`` would be copied into a default jar.)
+    """
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
@@ -176,6 +185,7 @@ class Downloader:
             follow_redirects=False,  # followed by hand so every hop is checked
             transport=transport,
             trust_env=False,
+            cookies=_no_cookies(),
         )
 
     async def __aenter__(self) -> Downloader:

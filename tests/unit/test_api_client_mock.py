@@ -13,6 +13,7 @@ import pytest
 from batchrun.api import RunComfyClient, SubmitOutcomeUnknown
 from batchrun.download import Downloader
 from batchrun.errors import (
+    PermanentDownloadError,
     AuthError,
     BatchrunError,
     InsufficientBalanceError,
@@ -322,3 +323,105 @@ def test_downloads_carry_no_authorization(tmp_path: Path) -> None:
 
     run(main)
     assert seen and all("authorization" not in r.headers for r in seen)
+
+
+# --- the downloader on odd file-host answers -------------------------------------------------
+
+
+def download(handler: Handler, dest: Path, **kw: object) -> object:
+    async def noop(_: float) -> None:
+        return None
+
+    async def main() -> object:
+        async with Downloader(transport=httpx.MockTransport(handler), sleep=noop, retry=POLICY, **kw) as d:  # type: ignore[arg-type]
+            return await d.fetch("https://cdn.test/clip.mp4", dest)
+
+    return anyio.run(main)
+
+
+def test_resume_answered_with_200_starts_over(tmp_path: Path) -> None:
+    """A file host that ignores Range still yields a byte-exact file (the stale part is replaced)."""
+    dest = tmp_path / "clip.mp4"
+    dest.with_name("clip.mp4.part").write_bytes(b"GARBAGE")
+    ranges: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ranges.append(request.headers.get("range"))
+        return httpx.Response(200, content=b"0123456789")
+
+    got = download(handler, dest)
+    assert ranges == ["bytes=7-"]
+    assert dest.read_bytes() == b"0123456789" and got.size == 10  # type: ignore[attr-defined]
+
+
+def test_resume_with_206_appends_and_hashes_the_whole_file(tmp_path: Path) -> None:
+    """A resumed file's sha256 covers the old part and the new bytes."""
+    import hashlib
+
+    dest = tmp_path / "clip.mp4"
+    dest.with_name("clip.mp4.part").write_bytes(b"01234")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["range"] == "bytes=5-"
+        return httpx.Response(206, headers={"Content-Range": "bytes 5-9/10"}, content=b"56789")
+
+    got = download(handler, dest)
+    assert dest.read_bytes() == b"0123456789"
+    assert got.sha256 == hashlib.sha256(b"0123456789").hexdigest()  # type: ignore[attr-defined]
+
+
+def test_unexpected_content_range_starts_over(tmp_path: Path) -> None:
+    """A 206 for the wrong range is never spliced onto the part."""
+    dest = tmp_path / "clip.mp4"
+    dest.with_name("clip.mp4.part").write_bytes(b"01234")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("range"):
+            return httpx.Response(206, headers={"Content-Range": "bytes 0-9/10"}, content=b"0123456789")
+        return httpx.Response(200, content=b"0123456789")
+
+    download(handler, dest)
+    assert dest.read_bytes() == b"0123456789"
+
+
+def test_announced_size_over_the_cap_is_refused_before_streaming(tmp_path: Path) -> None:
+    """A huge Content-Length is refused up front, leaving no file."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Length": "5000"}, content=b"x" * 5000)
+
+    with pytest.raises(PermanentDownloadError, match="limit"):
+        download(handler, tmp_path / "clip.mp4", max_bytes=100)
+    assert list(tmp_path.glob("clip.mp4*")) == []
+
+
+def test_file_host_5xx_is_retried_and_403_is_permanent(tmp_path: Path) -> None:
+    """A flaky CDN is retried; a forbidden file fails once without leftovers."""
+    answers = [httpx.Response(503), httpx.Response(200, content=b"ok")]
+    download(lambda r: answers.pop(0), tmp_path / "a.mp4")
+    assert (tmp_path / "a.mp4").read_bytes() == b"ok"
+    with pytest.raises(PermanentDownloadError, match="403"):
+        download(lambda r: httpx.Response(403), tmp_path / "b.mp4")
+    assert not (tmp_path / "b.mp4.part").exists()
+
+
+def test_redirect_never_gains_credentials(tmp_path: Path) -> None:
+    """Following a redirect to another host sends no Authorization or cookies."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "cdn.test":
+            return httpx.Response(302, headers={"Location": "https://other.test/x.mp4", "Set-Cookie": "s=1"})
+        return httpx.Response(200, content=b"data")
+
+    async def noop(_: float) -> None:
+        return None
+
+    async def main() -> None:
+        async with Downloader(transport=httpx.MockTransport(handler), sleep=noop) as downloader:
+            await downloader.fetch("https://cdn.test/clip.mp4", tmp_path / "x.mp4")
+            await downloader.fetch("https://cdn.test/clip.mp4", tmp_path / "y.mp4")
+
+    anyio.run(main)
+    assert [r.url.host for r in seen] == ["cdn.test", "other.test"] * 2
+    assert all("authorization" not in r.headers and "cookie" not in r.headers for r in seen)
