@@ -199,10 +199,10 @@ class Downloader:
 
     async def fetch(self, url: str, dest: Path | str) -> DownloadedFile:
         """Download ``url`` to ``dest`` atomically, resuming and retrying transient failures."""
-        check_url(url)
         dest = Path(dest)
         part = _part_path(dest)
         try:
+            check_url(url)
             async for trying in self.retry.retrying(sleep=self._sleep, rng=self._rng):
                 with trying:
                     return await self._attempt(url, dest, part)
