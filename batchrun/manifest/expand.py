@@ -151,8 +151,9 @@ class Plan:
                 else:
                     fp = fingerprint(source.model, data)
                     base_id = self.overrides.get((s_index, c_index)) or f"{prompt_slug(data.get('prompt'))}-{fp[:8]}"
+                unique = True
                 if sink is not None:
-                    base_id = self._check_id(source, base_id, fp, s_index, c_index, seen_ids, sink, data)
+                    base_id, unique = self._check_id(source, base_id, fp, s_index, c_index, seen_ids, sink, data)
                 if sink is None and fp is None:
                     fp = fingerprint(source.model, data)
                 model_text = source.model.replace("/", "_")
@@ -166,7 +167,8 @@ class Plan:
                     else:
                         name = f"{base_id}.mp4" if source.takes == 1 else f"{base_id}-t{take}.mp4"
                     if sink is not None:
-                        self._check_name(source, name, seen_names, sink)
+                        if unique:  # a duplicate job's file names would only repeat its problem
+                            self._check_name(source, name, seen_names, sink)
                         continue
                     yield JobSpec(
                         key=key,
@@ -214,11 +216,12 @@ class Plan:
         return source.location
 
     def _check_id(self, source: Source, base_id: str, fp: str | None, s_index: int, c_index: int,
-                  seen: dict[str, tuple[Location, str | None]], sink: Sink, data: Mapping[str, Any]) -> str:
+                  seen: dict[str, tuple[Location, str | None]], sink: Sink,
+                  data: Mapping[str, Any]) -> tuple[str, bool]:
         if fp is None and not ID_PATTERN.match(base_id):
             sink.add(source.id_location or source.location, "id",
                      f"id `{base_id}` may only use letters, digits, `.`, `_` and `-`")
-            return base_id
+            return base_id, False
         folded = base_id.casefold()
         if folded in seen:
             other, other_fp = seen[folded]
@@ -227,7 +230,7 @@ class Plan:
                 longer = f"{prompt_slug(data.get('prompt'))}-{fp[:16]}"
                 self.overrides[(s_index, c_index)] = longer
                 seen[longer.casefold()] = (source.location, fp)
-                return longer
+                return longer, True
             if fp is not None and other_fp == fp and other == source.location and self.matrix.keys:
                 sink.add(source.location, "",
                          "this job gets the same model and input for several matrix combinations; use "
@@ -240,9 +243,9 @@ class Plan:
             else:
                 sink.add(source.id_location or source.location, "id",
                          f"duplicate id `{base_id}` (also {_where(other, source.location)})")
-            return base_id
+            return base_id, False
         seen[folded] = (source.location, fp)
-        return base_id
+        return base_id, True
 
     def _check_name(self, source: Source, name: str, seen: dict[str, Location], sink: Sink) -> None:
         where = self.filename_location or source.location
