@@ -1,0 +1,114 @@
+"""CSV manifests: typed cells, empty cells, BOM, ragged rows, duplicate headers and their locations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchrun.errors import ManifestError
+from batchrun.manifest import load_campaign
+
+T2V = "kling/kling-3.0/pro/text-to-video"
+I2V = "kling/kling-3.0/standard/image-to-video"
+
+
+def csv_file(tmp_path: Path, text: str | bytes, name: str = "jobs.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def lines(path: Path, **options: object) -> list[str]:
+    with pytest.raises(ManifestError) as caught:
+        load_campaign(path, **options)  # type: ignore[arg-type]
+    return caught.value.lines()
+
+
+def test_typed_cells(tmp_path: Path) -> None:
+    """Cells become integers, numbers, booleans and JSON by the schema type of their column."""
+    path = csv_file(tmp_path, (
+        'prompt,duration,cfg_scale,sound,multi_prompt,aspect_ratio\n'
+        'a cat,6,0.5,YES,"[{""prompt"": ""x"", ""duration"": 3}, {""prompt"": ""y"", ""duration"": 3}]",9:16\n'
+    ))
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": "a cat", "duration": 6, "cfg_scale": 0.5, "sound": True,
+                         "multi_prompt": [{"prompt": "x", "duration": 3}, {"prompt": "y", "duration": 3}],
+                         "aspect_ratio": "9:16"}
+
+
+def test_empty_cells_are_not_set(tmp_path: Path) -> None:
+    """An empty cell leaves the field unset, so defaults (or the schema default) apply."""
+    path = csv_file(tmp_path, "prompt,duration,sound\na,,\nb, ,false\n")
+    jobs = list(load_campaign(path, model=T2V).jobs())
+    assert [j.input for j in jobs] == [{"prompt": "a"}, {"prompt": "b", "sound": False}]
+
+
+def test_bom_and_stripped_headers(tmp_path: Path) -> None:
+    """A UTF-8 BOM is accepted and header names are stripped."""
+    path = csv_file(tmp_path, "\ufeff prompt , duration \nhello,4\n".encode("utf-8"))
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": "hello", "duration": 4}
+
+
+def test_id_model_takes_columns(tmp_path: Path) -> None:
+    """`id`, `model` and `takes` columns set the job's identity, model and number of takes."""
+    path = csv_file(tmp_path, f"id,model,takes,prompt,start_image_url\nhero,{I2V},2,a,https://e.com/a.png\nb,,,c,\n")
+    jobs = list(load_campaign(path, model=T2V).jobs())
+    assert [(j.key, j.model) for j in jobs] == [("hero-t1", I2V), ("hero-t2", I2V), ("b-t1", T2V)]
+    assert jobs[0].input == {"prompt": "a", "start_image_url": "https://e.com/a.png"}
+
+
+def test_multiline_cells_keep_row_lines(tmp_path: Path) -> None:
+    """A quoted cell spanning lines does not shift the line numbers of later rows."""
+    path = csv_file(tmp_path, 'prompt,duration\n"two\nlines",5\nthree,99\n')
+    assert lines(path, model=T2V) == [f"{path}:4:2: duration: must be between 3 and 15 (got 99)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("prompt,duration\na,five\n", ":2:2: duration: expected an integer, got `five`"),
+        ("prompt,cfg_scale\na,high\n", ":2:2: cfg_scale: expected a number, got `high`"),
+        ("prompt,sound\na,maybe\n", ":2:2: sound: expected true/false/yes/no/1/0, got `maybe`"),
+        ("prompt,multi_prompt\na,[oops\n", ":2:2: multi_prompt: expected JSON a list"),
+        ("prompt,duration\na,5,extra\n", ":2:3: row has 3 cells but the header has 2 columns"),
+        ("prompt,prompt\na,b\n", ":1:2: prompt: duplicate column `prompt` (also column 1)"),
+        ("prompt,takes\na,0\n", ":2:2: takes: takes must be a whole number >= 1"),
+        ("prompt,takes\na,x\n", ":2:2: takes: takes must be a whole number >= 1"),
+        ("prompt,id\na,b c\n", ":2:2: id: id `b c` may only use"),
+        ("prompt,model\na,acme/x\n", ":2:2: model: unknown model `acme/x`"),
+        ("prompt\n", ":1:1: the CSV file has no rows"),
+        ("", ":1:1: the CSV file is empty"),
+        ("prompt,durration\na,5\n", ":1:2: durration: unknown field `durration`; did you mean `duration`?"),
+        ("prompt\n{oops\n", ":2:1: prompt: unbalanced `{`"),
+        ("prompt\nsame\nsame\n", ":3:1: duplicate job (same model and input as line 2)"),
+    ],
+)
+def test_cell_problems_are_located(tmp_path: Path, text: str, expected: str) -> None:
+    """Every CSV problem names the file, the row's line and the column."""
+    path = csv_file(tmp_path, text)
+    found = lines(path, model=T2V)
+    assert found[0].startswith(f"{path}{expected}"), found
+
+
+def test_unknown_column_reported_once(tmp_path: Path) -> None:
+    """An unknown column is one problem at the header, not one per row."""
+    path = csv_file(tmp_path, "prompt,colour\n" + "".join(f"p{i},red\n" for i in range(50)))
+    assert lines(path, model=T2V) == [f"{path}:1:2: colour: unknown field `colour`; known fields: "
+                                      "prompt, negative_prompt, duration, aspect_ratio, cfg_scale, sound, "
+                                      "multi_prompt, shot_type"]
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    """Non-UTF-8 bytes are a problem at the line of the first bad byte."""
+    path = csv_file(tmp_path, b"prompt\nok\ncaf\xe9\n")
+    assert lines(path, model=T2V) == [f"{path}:3:4: not UTF-8 text (byte 0xe9); save the file as UTF-8"]
+
+
+def test_missing_csv(tmp_path: Path) -> None:
+    """A `csv:` naming a missing file is a problem at that key's line."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"model: {T2V}\ncsv: nope.csv\n")
+    found = lines(manifest)
+    assert found[0].startswith(f"{manifest}:2:6: csv: cannot read the CSV file")
