@@ -152,9 +152,8 @@ def _check(schema: Mapping[str, Any], value: Any, path: Path_, issues: list[Fiel
     kind = schema.get("type")
     name = path[-1] if path else None
     if isinstance(kind, str) and not _type_ok(kind, value):
-        issues.append(FieldIssue(path, f"must be {_EXPECTED.get(kind, kind)} (got {_kind(value)} {show(value)})"
-                                 if not isinstance(value, (dict, list)) else
-                                 f"must be {_EXPECTED.get(kind, kind)} (got {_kind(value)})"))
+        got = _kind(value) if value is None or isinstance(value, (dict, list)) else f"{_kind(value)} {show(value)}"
+        issues.append(FieldIssue(path, f"must be {_EXPECTED.get(kind, kind)} (got {got})"))
         return
     enum = schema.get("enum")
     if isinstance(enum, list) and value not in enum:

@@ -90,6 +90,8 @@ class _Loader:
         self.doc: yamlnodes.Document | None = None
         self.matrix_keys: list[str] = []
         self.used: set[str] = set()
+        self.template_failed = False  #: set by ``checked``; a job with a broken template is not expanded
+        self.skip_walk = False  #: a broken default or matrix value would make every job repeat it
 
     # -- locations ------------------------------------------------------------------------------
 
@@ -140,9 +142,18 @@ class _Loader:
             except templates.TemplateError as error:
                 self.problem(locate(sub), _label(prefix + sub), str(error))
                 bad.append(sub)
+                self.note_known_names(text)
+                self.template_failed = True
         for sub in bad:
             value = _escape_at(value, sub)
         return value
+
+    def note_known_names(self, text: str) -> None:
+        """Count the known variables of a template that failed, so they are not called unused."""
+        try:
+            self.used.update(n for n in templates.names(templates.compile_template(text)) if n in self.matrix_keys)
+        except templates.TemplateError:
+            pass
 
     # -- the manifest ---------------------------------------------------------------------------
 
@@ -230,8 +241,10 @@ class _Loader:
         for i, key in enumerate(matrix.keys):
             if key in field_keys:
                 for j, value in enumerate(matrix.values[i]):
+                    self.template_failed = False
                     matrix.values[i][j] = self.checked(value, lambda sub, i=i, j=j: matrix.locate(i, j, sub),
                                                        (key,))
+                    self.skip_walk |= self.template_failed
         if sources and all(s.info is not None for s in sources):
             for key in matrix.keys:
                 if key not in field_keys and key not in self.used:
@@ -251,7 +264,8 @@ class _Loader:
             raise ManifestError(self.sink.problems())
         plan = Plan(campaign=name, defaults=defaults, locate_default=lambda p: self.at(("defaults", *p)),
                     matrix=matrix, sources=sources, filename=filename, filename_location=filename_location)
-        plan.check(self.sink)
+        if not self.skip_walk:
+            plan.check(self.sink)
         problems = self.sink.problems()
         if problems:
             raise ManifestError(problems)
@@ -348,7 +362,9 @@ class _Loader:
                 self.problem(self.at(("defaults", key), key=True), f"defaults.{key}",
                              f"`{key}` is not an input field; put it {where}")
             else:
+                self.template_failed = False
                 result[key] = self.checked(item, lambda sub, key=key: self.at(("defaults", key, *sub)), (key,))
+                self.skip_walk |= self.template_failed
         return result
 
     def output_value(self, value: Any, name: str) -> tuple[Path, templates.Template | None, Location | None]:
@@ -400,6 +416,7 @@ class _Loader:
             takes = self.takes_value(job["takes"], self.at((*base, "takes")), "takes")
         id_template, id_location, ok = self.id_value(job, base)
         fields: dict[str, Any] = {}
+        self.template_failed = False
         for key, value in job.items():
             if key in JOB_META:
                 continue
@@ -407,7 +424,7 @@ class _Loader:
                 self.problem(self.at((*base, key), key=True), "", f"field name `{key}` must be a string")
                 continue
             fields[key] = self.checked(value, lambda sub, key=key: self.at((*base, key, *sub)), (key,))
-        if resolved is None or not ok:
+        if resolved is None or not ok or self.template_failed:
             return None
         return Source(fields=fields, model=resolved[0], info=resolved[1], takes=takes, location=location,
                       locate=lambda p: self.at((*base, *p)), id_template=id_template, id_location=id_location)
@@ -478,6 +495,7 @@ class _Loader:
                 self.problem(cell("id"), "id", str(error))
                 ok = False
         fields: dict[str, Any] = {}
+        self.template_failed = False
         for name, (text, column) in row.cells.items():
             if name in JOB_META:
                 continue
@@ -488,7 +506,7 @@ class _Loader:
                 self.problem(here, name, str(error))
                 continue
             fields[name] = self.checked(value, lambda sub, here=here: here, (name,))
-        if resolved is None or not ok:
+        if resolved is None or not ok or self.template_failed:
             return None
         columns = {name: column for name, (_, column) in row.cells.items()}
         return Source(

@@ -38,7 +38,7 @@ class Sink:
     def __init__(self, path: str) -> None:
         self.path = path
         self.seen: dict[tuple[Location, str, str], None] = {}
-        self.dropped = 0
+        self.truncated = False
 
     @property
     def full(self) -> bool:
@@ -49,7 +49,7 @@ class Sink:
         if key in self.seen:
             return
         if self.full:
-            self.dropped += 1
+            self.truncated = True
             return
         self.seen[key] = None
 
@@ -59,9 +59,9 @@ class Sink:
 
     def problems(self) -> list[Problem]:
         found = [Problem(*key) for key in self.seen]
-        if self.dropped:
+        if self.truncated:
             found.append(Problem(Location(self.path), "",
-                                 f"showing the first {MAX_PROBLEMS} problems; {self.dropped}+ more not shown"))
+                                 f"showing the first {MAX_PROBLEMS} problems; more not shown (fix these first)"))
         return found
 
 
@@ -140,8 +140,11 @@ class Plan:
                 for i in field_keys:
                     value = matrix.values[i][combo[i]]
                     data[keys[i]] = templates.render_value(value, variables) if templates.needs_render(value) else value
-                if sink is not None and not sink.full:
-                    self._validate(source, data, field_keys, combo, sink)
+                if sink is not None:
+                    if sink.full:
+                        sink.truncated = True
+                    else:
+                        self._validate(source, data, field_keys, combo, sink)
                 fp: str | None = None
                 if source.id_template is not None:
                     slugs = {k: matrix.slugs[i][combo[i]] for i, k in enumerate(keys)}  # ids use slugged values

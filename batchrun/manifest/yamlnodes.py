@@ -186,8 +186,10 @@ def parse(text: str, path: str) -> Document:
         position = getattr(error, "position", 0) or 0
         line = text.count("\n", 0, position) + 1
         column = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = error.character
+        code = char if isinstance(char, int) else ord(char[:1] or "\0")
         doc.problems.append(Problem(Location(path, line, column), "",
-                                    f"YAML cannot contain the character {error.character!r}"))
+                                    f"YAML cannot contain the control character U+{code:04X}"))
         return doc
     except yaml.YAMLError as error:
         detail = str(error).splitlines()[0] if str(error) else "invalid YAML"

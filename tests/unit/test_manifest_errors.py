@@ -1,0 +1,150 @@
+"""Manifest problems: every mistake is a ManifestError with located, readable, one-line problems."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from batchrun.errors import ManifestError
+from batchrun.manifest import load_campaign
+
+T2V = "kling/kling-3.0/pro/text-to-video"
+CORPUS = Path(__file__).resolve().parent.parent / "data" / "bad_manifests"
+EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def lines(path: Path, **options: object) -> list[str]:
+    with pytest.raises(ManifestError) as caught:
+        load_campaign(path, **options)  # type: ignore[arg-type]
+    return caught.value.lines()
+
+
+def test_corpus_is_large_enough() -> None:
+    """The corpus covers at least 40 malformed manifests and every file has an expectation."""
+    files = sorted(p.name for p in CORPUS.iterdir() if p.name != "expected.yaml")
+    assert len(files) >= 40
+    assert files == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus(name: str) -> None:
+    """Each malformed manifest fails with ManifestError whose first problem names file, line and cause."""
+    path = CORPUS / name
+    with pytest.raises(ManifestError) as caught:
+        load_campaign(path, model=T2V if name.endswith(".csv") else None)
+    problems = caught.value.problems
+    assert problems and all(p.location.path for p in problems)
+    first = problems[0]
+    assert str(first).startswith(str(path)), str(first)
+    assert first.location.line == EXPECTED[name]["line"], caught.value.lines()
+    assert EXPECTED[name]["contains"] in str(first), caught.value.lines()
+    assert all("\n" not in line for line in caught.value.lines())
+
+
+def test_all_problems_at_once(tmp_path: Path) -> None:
+    """Every problem of every job is reported in one go, sorted by line."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs:
+          - prompt: a
+            duration: 2
+          - prompt: b
+            sound: maybe
+          - duraton: 5
+    """)
+    assert lines(path) == [
+        f"{path}:4:15: duration: must be between 3 and 15 (got 2)",
+        f"{path}:6:12: sound: must be true or false (got a string `maybe`)",
+        f"{path}:7:5: prompt: required field is missing",
+        f"{path}:7:14: duraton: unknown field `duraton`; did you mean `duration`?",
+    ]
+
+
+def test_problem_points_at_the_supplier(tmp_path: Path) -> None:
+    """A bad value is located where it was written: the job, defaults or the matrix entry."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        defaults:
+          cfg_scale: 3
+        matrix:
+          duration: [5, 40]
+        jobs:
+          - prompt: a
+            multi_prompt:
+              - prompt: x
+                duration: 99
+    """)
+    assert lines(path) == [
+        f"{path}:3:14: cfg_scale: must be between 0 and 1 (got 3)",
+        f"{path}:5:17: duration: must be between 3 and 15 (got 40)",
+        f"{path}:10:19: multi_prompt[0].duration: must be between 3 and 15 (got 99)",
+    ]
+
+
+def test_bad_default_reported_once(tmp_path: Path) -> None:
+    """A bad default shared by 10,000 expanded jobs is one line, not 10,000."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        defaults: {{prompt: "n {{x}}", duration: 1}}
+        matrix: {{x: {list(range(10_000))}}}
+    """)
+    assert lines(path) == [f"{path}:2:39: duration: must be between 3 and 15 (got 1)"]
+
+
+def test_problem_count_is_capped(tmp_path: Path) -> None:
+    """Thousands of distinct problems are cut to the first 1000 with a note saying more exist."""
+    jobs = "".join(f"  - {{prompt: p{i}, duration: {100 + i}}}\n" for i in range(1500))
+    path = tmp_path / "m.yaml"
+    path.write_text(f"model: {T2V}\njobs:\n{jobs}")
+    found = lines(path)
+    assert len(found) == 1001
+    assert "more not shown" in found[0]
+
+
+def test_anchors_and_merge_keys_are_fine(tmp_path: Path) -> None:
+    """YAML anchors, aliases and `<<` merges work, with duplicate-key checks still applied."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        base: &base {{prompt: shared, duration: 6}}
+        jobs:
+          - <<: *base
+            id: a
+          - <<: *base
+            id: b
+            duration: 7
+    """)
+    assert "unknown key `base`" in lines(path)[0]
+    path.write_text(path.read_text().replace("base: &base", "defaults: &base"))
+    jobs = list(load_campaign(path).jobs())
+    assert [j.input["duration"] for j in jobs] == [6, 7]
+
+
+def test_bom_accepted(tmp_path: Path) -> None:
+    """A UTF-8 BOM at the start of a YAML manifest is accepted."""
+    path = tmp_path / "m.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + f"model: {T2V}\njobs: [{{prompt: a}}]\n".encode())
+    assert load_campaign(path).job_count == 1
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    """A missing manifest file is a ManifestError naming it."""
+    assert lines(tmp_path / "nope.yaml")[0].startswith(f"{tmp_path / 'nope.yaml'}: cannot read the manifest")
+
+
+def test_timestamps_stay_text(tmp_path: Path) -> None:
+    """YAML dates are kept as the text written (JSON has no dates)."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs: [{{id: a, prompt: x, negative_prompt: 2024-01-02}}]
+    """)
+    (job,) = load_campaign(path).jobs()
+    assert job.input["negative_prompt"] == "2024-01-02"
