@@ -69,6 +69,8 @@ class HttpConnection(asyncio.Protocol):
                 if self._declared_length(event) > self.app.config.max_body_bytes:
                     self._bad_request(413, "request body too large")
                     return
+                if self.conn.they_are_waiting_for_100_continue and self.transport is not None:
+                    self.transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
             elif isinstance(event, h11.Data):
                 self.body += event.data
                 if len(self.body) > self.app.config.max_body_bytes:

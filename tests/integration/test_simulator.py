@@ -577,3 +577,37 @@ def test_simulator_restarts_and_stops_idempotently() -> None:
             ids.append(submit(client))
         sim.stop()
     assert ids[0] != ids[1]
+
+
+def test_expect_100_continue_and_oversized_bodies(make_simulator: MakeSim) -> None:
+    """Clients that wait for 100 Continue get it; a body over the limit answers 413."""
+    sim = make_simulator(max_body_bytes=1000)
+    body = json.dumps({"prompt": "x" * 50}).encode()
+    head = (f"POST {protocol.submit_path(T2V)} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sim-token\r\n"
+            f"Expect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    big = head.replace(f"Content-Length: {len(body)}".encode(), b"Content-Length: 5000")
+    assert _raw_exchange(sim, big).startswith(b"HTTP/1.1 413 ")
+
+
+def test_command_line_server_announces_its_url_and_stops_on_ctrl_c() -> None:
+    """`python -m batchrun.sim` prints the URL it serves and exits cleanly on Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "batchrun.sim", "--latency", "manual", "--seed", "1"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("RunComfy simulator listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[1].strip()
+        assert httpx.get(url + protocol.status_path("x"), headers={"Authorization": "Bearer sim-token"}).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
