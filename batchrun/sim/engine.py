@@ -11,6 +11,7 @@ slots is free (strict FIFO) -> ``in_progress`` for a latency sample -> ``complet
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -48,6 +49,7 @@ class Job:
     finished_at: float | None = None
     error: str | None = None
     billed: float = 0.0
+    qseq: int = 0  # place in the FIFO (queue positions are computed from it in O(log n))
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class Engine:
         self.balance = config.balance
         self.jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()  # FIFO of in_queue jobs
+        self._qseq = 0
+        self._holes: list[int] = []  # sorted qseqs of jobs that left the queue from the middle
         self._running: list[tuple[float, int, Job]] = []  # heap by finish time (lazy deletion)
         self._running_count = 0
         self._seq = 0
@@ -200,6 +204,8 @@ class Engine:
             )
             if job.fails:
                 job.error = self.rng.choice(FAILURE_MESSAGES)
+            self._qseq += 1
+            job.qseq = self._qseq
             self.jobs[job.request_id] = job
             self._queue.append(job)
             self.submissions_by_input[input_digest] = self.submissions_by_input.get(input_digest, 0) + 1
@@ -214,8 +220,23 @@ class Engine:
             if job is None:
                 return None
             self._advance(self.now())
-            position = self._queue.index(job) + 1 if job.status == protocol.IN_QUEUE else None
-            return job, position
+            return job, self._position(job) if job.status == protocol.IN_QUEUE else None
+
+    def _position(self, job: Job) -> int:
+        """1-based FIFO position of a queued job, skipping jobs that left from the middle."""
+        head = self._queue[0].qseq
+        holes = self._holes
+        if holes and holes[0] < head:  # forget holes the head has passed
+            del holes[: bisect.bisect_left(holes, head)]
+        return job.qseq - head + 1 - bisect.bisect_left(holes, job.qseq)
+
+    def _leave_queue(self, job: Job) -> None:
+        """Take a job out of the middle of the queue (cancel, or finish() before it started)."""
+        if self._queue[0] is job:
+            self._queue.popleft()
+        else:
+            self._queue.remove(job)
+            bisect.insort(self._holes, job.qseq)
 
     def cancel(self, request_id: str) -> tuple[Job, bool] | None:
         """Cancel a queued job; (job, whether it was cancelled now), or None when unknown."""
@@ -227,7 +248,7 @@ class Engine:
             self._advance(now)
             if job.status != protocol.IN_QUEUE:
                 return job, False
-            self._queue.remove(job)
+            self._leave_queue(job)
             job.status = protocol.CANCELLED
             job.finished_at = now
             self.counts[protocol.CANCELLED] += 1
@@ -251,7 +272,7 @@ class Engine:
                 targets = [job]
             for job in targets:
                 if job.status == protocol.IN_QUEUE:  # finishing a queued job skips the queue
-                    self._queue.remove(job)
+                    self._leave_queue(job)
                     job.started_at = now
                 elif job.status != protocol.IN_PROGRESS:
                     continue  # already terminal

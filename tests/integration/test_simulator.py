@@ -530,6 +530,29 @@ def test_engine_lazy_replay_keeps_exact_times_for_thousands_of_jobs() -> None:
     assert [j.finished_at - 1000.0 for j in jobs[::1000]] == [1.0, 101.0, 201.0, 301.0, 401.0]
 
 
+def test_engine_queue_positions_close_gaps_left_by_cancels() -> None:
+    """Cancelling or force-finishing a queued job moves everyone behind it up by one."""
+    import random
+
+    engine = Engine(SimConfig(latency=Latency("manual"), capacity=2), clock=VirtualClock())
+    jobs = [engine.submit(T2V, str(i)) for i in range(60)]
+    rng = random.Random(1)
+    for step in range(400):
+        job = rng.choice(jobs)
+        roll = rng.random()
+        if roll < 0.3:
+            engine.cancel(job.request_id)
+        elif roll < 0.4:
+            engine.finish(job.request_id)
+        elif roll < 0.45:
+            engine.finish()
+        queued = [j for j in jobs if j.status == protocol.IN_QUEUE]  # creation order is FIFO order
+        for probe in rng.sample(jobs, 8):
+            _, position = engine.get(probe.request_id)  # type: ignore[misc]
+            expected = queued.index(probe) + 1 if probe in queued else None
+            assert position == expected, step
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
