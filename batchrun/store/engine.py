@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
@@ -24,8 +23,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from batchrun.errors import DatabaseBusyError, DatabaseError
+from batchrun.errors import DatabaseError
 from batchrun.store.models import APPLICATION, meta
+from batchrun.store.dberrors import translate_errors
 from batchrun.store.repository import Store
 from batchrun.store.types import utcnow
 
@@ -174,28 +174,6 @@ def _check_sqlite_header(path: Path) -> None:
         raise DatabaseError(f"{path}: cannot read the database: {error.strerror or error}") from None
     if header and header != SQLITE_HEADER:
         raise DatabaseError(f"{path}: file is not a database (not a SQLite file)")
-
-
-@contextmanager
-def translate_errors(label: str) -> Iterator[None]:
-    """Turn driver errors about the database itself into one-line ``DatabaseError``s."""
-    try:
-        yield
-    except sa.exc.DBAPIError as error:
-        raise database_error(label, error) from None
-
-
-def database_error(label: str, error: sa.exc.DBAPIError) -> DatabaseError:
-    """The one-line user error for a driver error, or re-raise when it is our bug."""
-    text = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
-    lowered = text.lower()
-    if "database is locked" in lowered or "database table is locked" in lowered:
-        return DatabaseBusyError(f"{label}: the database is locked by another batchrun process; try again when it ends")
-    if "file is not a database" in lowered or "malformed" in lowered or "not a database" in lowered:
-        return DatabaseError(f"{label}: file is not a database (corrupt or not SQLite)")
-    if isinstance(error, sa.exc.OperationalError) or error.connection_invalidated:
-        return DatabaseError(f"{label}: cannot use the database: {text}")
-    raise error
 
 
 def migrate(engine: Engine, label: str) -> None:

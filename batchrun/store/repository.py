@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from batchrun.domain import Event, Job, JobSpec
 from batchrun.errors import BatchrunError
 from batchrun.states import TERMINAL, JobState, can_transition
+from batchrun.store.dberrors import translate_errors
 from batchrun.store.models import campaigns, events, jobs
 from batchrun.store.types import UTCDateTime, utcnow
 
@@ -173,16 +174,12 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        from batchrun.store.engine import translate_errors
-
         with translate_errors(self.label), self.engine.connect() as connection:
             with connection.begin():
                 yield connection
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        from batchrun.store.engine import translate_errors
-
         with translate_errors(self.label), self.engine.connect() as connection:
             connection.execution_options(**{_WRITE: True})
             with connection.begin():
@@ -269,6 +266,7 @@ class Store:
             while page := list(islice(iterator, PAGE)):
                 new_rows: list[dict[str, Any]] = []
                 supersedes: dict[str, int] = {}
+                superseded: list[tuple[_Active, int]] = []
                 for spec in page:
                     old = active.get(spec.key)
                     kind = tally.count(spec, old)
@@ -278,39 +276,77 @@ class Store:
                     if kind == "changed":
                         assert old is not None
                         revision = old.revision + 1
-                        self._supersede(c, old, revision, now)
+                        superseded.append((old, revision))
                         supersedes[spec.key] = old.id
-                    new_rows.append(_new_row(campaign_id, spec, revision, cost(spec), now))
+                    new_rows.append(_new_row(spec, revision, cost(spec)))
+                if superseded:
+                    self._supersede(c, superseded, now)
                 if new_rows:
-                    inserted = c.execute(
-                        sa.insert(jobs).returning(jobs.c.id, jobs.c.key),  # mapped by key: order not needed
-                        new_rows,
-                    ).all()
+                    # values shared by every row are bound once on the statement, not per row
+                    insert_jobs = sa.insert(jobs).values(
+                        campaign_id=campaign_id,
+                        state=JobState.PENDING.value,
+                        attempts=0,
+                        result_urls=[],
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    # RETURNING rows are mapped back by key, so their order does not matter
+                    inserted = c.execute(insert_jobs.returning(jobs.c.id, jobs.c.key), new_rows).all()
+                    insert_events = sa.insert(events).values(
+                        at=now, kind="planned", from_state=None, to_state=JobState.PENDING.value
+                    )
                     c.execute(
-                        sa.insert(events),
+                        insert_events,
                         [
-                            {
-                                "job_id": job_id,
-                                "at": now,
-                                "kind": "planned",
-                                "from_state": None,
-                                "to_state": JobState.PENDING.value,
-                                "detail": {"supersedes": supersedes[key]} if key in supersedes else {},
-                            }
+                            {"job_id": job_id, "detail": {"supersedes": supersedes[key]} if key in supersedes else {}}
                             for job_id, key in inserted
                         ],
                     )
         return tally.result()
 
-    def _supersede(self, c: Connection, old: _Active, revision: int, now: datetime) -> None:
-        values: dict[str, Any] = {"superseded_at": now, "updated_at": now}
-        if old.state is JobState.PENDING:
-            reason = f"superseded by revision {revision}"
-            values.update(state=JobState.CANCELLED.value, error=reason, finished_at=now)
-            c.execute(sa.update(jobs).where(jobs.c.id == old.id).values(**values))
-            self._insert_event(c, old.id, now, "transition", JobState.PENDING, JobState.CANCELLED, {"reason": reason})
-        else:
-            c.execute(sa.update(jobs).where(jobs.c.id == old.id).values(**values))
+    def _supersede(self, c: Connection, rows: list[tuple[_Active, int]], now: datetime) -> None:
+        """Mark old revisions superseded (one executemany); pending ones are cancelled too."""
+        bind = sa.bindparam
+        keep = [{"old_id": old.id} for old, _ in rows if old.state is not JobState.PENDING]
+        cancel = [
+            {"old_id": old.id, "reason": f"superseded by revision {revision}"}
+            for old, revision in rows
+            if old.state is JobState.PENDING
+        ]
+        if keep:
+            c.execute(
+                sa.update(jobs).where(jobs.c.id == bind("old_id")).values(superseded_at=now, updated_at=now), keep
+            )
+        if cancel:
+            result = c.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == bind("old_id"), jobs.c.state == JobState.PENDING.value)
+                .values(
+                    superseded_at=now,
+                    updated_at=now,
+                    finished_at=now,
+                    state=JobState.CANCELLED.value,
+                    error=bind("reason", type_=sa.Text()),
+                ),
+                cancel,
+            )
+            if result.rowcount != len(cancel):  # a runner moved one since we read it: plan again
+                raise StaleJobError(cancel[0]["old_id"], {JobState.PENDING}, None)
+            c.execute(
+                sa.insert(events),
+                [
+                    {
+                        "job_id": item["old_id"],
+                        "at": now,
+                        "kind": "transition",
+                        "from_state": JobState.PENDING.value,
+                        "to_state": JobState.CANCELLED.value,
+                        "detail": {"reason": item["reason"]},
+                    }
+                    for item in cancel
+                ],
+            )
 
     # -- queries ------------------------------------------------------------------------
 
@@ -596,10 +632,9 @@ def _at_now(now: datetime) -> datetime:
     return now
 
 
-def _new_row(campaign_id: int, spec: JobSpec, revision: int, cost: float | None, now: datetime) -> dict[str, Any]:
-    # only the non-NULL columns: the others default to NULL, and fewer binds keep 100k rows fast
+def _new_row(spec: JobSpec, revision: int, cost: float | None) -> dict[str, Any]:
+    # only the per-row columns: shared ones are bound on the statement, the rest default to NULL
     return {
-        "campaign_id": campaign_id,
         "key": spec.key,
         "revision": revision,
         "model": spec.model,
@@ -607,12 +642,7 @@ def _new_row(campaign_id: int, spec: JobSpec, revision: int, cost: float | None,
         "fingerprint": spec.fingerprint,
         "take": spec.take,
         "output_name": spec.output_name,
-        "state": JobState.PENDING.value,
-        "attempts": 0,
-        "result_urls": [],
         "estimated_cost": cost,
-        "created_at": now,
-        "updated_at": now,
     }
 
 
