@@ -12,6 +12,7 @@ Modules: ``yamlnodes`` (line-aware YAML), ``csvrows`` (CSV rows), ``templates`` 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -340,7 +341,7 @@ class _Loader:
             matrix.keys.append(key)
             matrix.values.append(list(values))
             matrix.texts.append(texts)
-            matrix.slugs.append([value_slug(t) for t in texts])
+            matrix.slugs.append(_distinct_slugs(texts))
         self.matrix_keys = list(matrix.keys)
         keys = matrix.keys
         matrix.locate = lambda i, j, sub: self.at(("matrix", keys[i], j, *sub))
@@ -522,6 +523,16 @@ class _Loader:
         sources = self.csv_sources(self.path, self.display, Location(self.display, 1, 1), 1, self.flag_model, None)
         directory = Path(os.path.abspath(self.path.parent / f"{name}-output"))
         return self.finish(name, Matrix(), {}, sources, directory, None, None, None, table)
+
+
+def _distinct_slugs(texts: list[str]) -> list[str]:
+    """Slugs of one matrix key's values; values whose slugs clash get a short hash of their text."""
+    slugs = [value_slug(t) for t in texts]
+    counts: dict[str, int] = {}
+    for slug in slugs:
+        counts[slug] = counts.get(slug, 0) + 1
+    return [f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:4]}" if counts[slug] > 1 else slug
+            for slug, text in zip(slugs, texts)]
 
 
 def _escape_at(value: Any, path: tuple[Any, ...]) -> Any:
