@@ -67,6 +67,7 @@ class SimStats:
     failed: int
     authorization_headers_on_files: int  # must stay 0 for a well-behaved client
     range_requests: int
+    balance: float | None = None  # USD left (None: unlimited)
 
     def duplicates(self) -> int:
         """Jobs created beyond the first for an identical (model, input)."""
@@ -302,4 +303,5 @@ class Engine:
                 failed=self.counts[protocol.FAILED],
                 authorization_headers_on_files=self.authorization_headers_on_files,
                 range_requests=self.range_requests,
+                balance=self.balance,
             )

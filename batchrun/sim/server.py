@@ -138,6 +138,11 @@ class Simulator:
         """Result URL -> sha256 of the full file, for every file requested at least once."""
         return self.app.served_files()
 
+    def job_status(self, request_id: str) -> str | None:
+        """The job's current status word (standard spelling), or None for an unknown id."""
+        found = self.engine.get(request_id)
+        return None if found is None else found[0].status
+
     def file_url(self, request_id: str) -> str:
         """The public URL of a job's result file (whether or not it is ready)."""
         return self.app.file_url(request_id)

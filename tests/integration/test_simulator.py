@@ -292,9 +292,11 @@ def test_balance_runs_out_and_cancel_refunds(make_simulator: MakeSim) -> None:
             "error_code": protocol.ERR_INSUFFICIENT_BALANCE, "error_message": "insufficient balance"}
         client.post(protocol.cancel_path(queued))
         submit(client, {"prompt": "c"})
+        assert sim.stats().balance == 0.0
         sim.set_balance(None)
         submit(client, {"prompt": "d"})
-    assert sim.stats().jobs_created == 4
+        assert sim.job_status(queued) == protocol.CANCELLED and sim.job_status("nope") is None
+    assert sim.stats().jobs_created == 4 and sim.stats().balance is None
 
 
 # -- variants ------------------------------------------------------------------------------
