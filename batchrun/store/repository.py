@@ -308,15 +308,20 @@ class Store:
     def _supersede(self, c: Connection, rows: list[tuple[_Active, int]], now: datetime) -> None:
         """Mark old revisions superseded (one executemany); pending ones are cancelled too."""
         bind = sa.bindparam
-        keep = [{"old_id": old.id} for old, _ in rows if old.state is not JobState.PENDING]
+        keep = [(old.id, revision) for old, revision in rows if old.state is not JobState.PENDING]
         cancel = [
             {"old_id": old.id, "reason": f"superseded by revision {revision}"}
             for old, revision in rows
             if old.state is JobState.PENDING
         ]
-        if keep:
+        if keep:  # in flight or finished: it keeps its state, so what was paid for is still collected
             c.execute(
-                sa.update(jobs).where(jobs.c.id == bind("old_id")).values(superseded_at=now, updated_at=now), keep
+                sa.update(jobs).where(jobs.c.id == bind("old_id")).values(superseded_at=now, updated_at=now),
+                [{"old_id": old_id} for old_id, _ in keep],
+            )
+            c.execute(
+                sa.insert(events).values(at=now, kind="superseded", from_state=None, to_state=None),
+                [{"job_id": old_id, "detail": {"by_revision": revision}} for old_id, revision in keep],
             )
         if cancel:
             result = c.execute(

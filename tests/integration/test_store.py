@@ -6,7 +6,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchrun.domain import JobSpec
-from batchrun.errors import BatchrunError, DatabaseError
+from batchrun.errors import BatchrunError, DatabaseBusyError, DatabaseError
 from batchrun.states import JobState
 from batchrun.store import StaleJobError, Store, open_store, resolve_db_url
 from batchrun.store.models import jobs
@@ -99,6 +99,34 @@ def test_open_errors_are_one_line_user_errors(tmp_path: Path, url: str) -> None:
     assert error.exit_code == 2
     assert "\n" not in str(error)
     assert "secret" not in str(error) and "hunter2" not in str(error)
+
+
+def test_locked_database_is_a_busy_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When another process holds the write lock too long, the user gets DatabaseBusyError, not a trace."""
+    from batchrun.store import engine as store_engine
+
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "busy.db"
+    store = open_store(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseBusyError, match="locked by another batchrun process"):
+            store.ensure_campaign("c", manifest_path="m", output_dir="o", settings={})
+        assert store.list_campaigns() == []  # readers are not blocked (WAL)
+    finally:
+        other.close()
+        store.close()
+
+
+def test_naive_clock_is_refused(tmp_path: Path) -> None:
+    """A clock without a timezone is a bug caught at the first write, never stored ambiguously."""
+    store = open_store(f"sqlite:///{tmp_path / 'naive.db'}", now=lambda: datetime(2026, 1, 1))
+    try:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            store.ensure_campaign("c", manifest_path="m", output_dir="o", settings={})
+    finally:
+        store.close()
 
 
 def test_store_repr_hides_password() -> None:
@@ -186,6 +214,8 @@ def test_changed_done_job_keeps_its_file_record(any_store: Store, campaign_id: i
     assert kept is not None and kept.state is JobState.DONE
     assert (kept.output_path, kept.size, kept.sha256) == ("out/a.mp4", 10, "ab" * 32)
     assert any_store.find_by_output_path("out/a.mp4") == [kept]
+    assert any_store.history(job.id)[-1].kind == "superseded"
+    assert any_store.history(job.id)[-1].detail == {"by_revision": 2}
     active = any_store.get_job_by_key(campaign_id, "a")
     assert active is not None and active.revision == 2 and active.output_name == "renamed.mp4"
     moved = any_store.update_output_path(job.id, "out/a.rev1.mp4")
@@ -433,3 +463,17 @@ def test_pending_jobs_pages_in_id_order(any_store: Store, campaign_id: int, make
     any_store.begin_submit(first[0].id)
     counts = any_store.count_by_state(campaign_id)
     assert (counts[JobState.PENDING], counts[JobState.SUBMITTING], counts[JobState.DONE]) == (6, 1, 0)
+
+
+@pytest.mark.slow
+def test_planning_100k_jobs_timing(store: Store, make_spec: Spec) -> None:
+    """A 100,000-job manifest plans in one go (the time is printed, not asserted: machines differ)."""
+    import time
+
+    cid = store.ensure_campaign("big", manifest_path="m", output_dir="o", settings={}).id
+    specs = (make_spec(f"shot-{i:06}-t1") for i in range(100_000))
+    started = time.perf_counter()
+    counts = store.apply_plan(cid, specs, cost=lambda spec: 0.84)
+    elapsed = time.perf_counter() - started
+    print(f"\napply_plan: 100,000 new jobs in {elapsed:.2f} s (SQLite, including building the specs)")
+    assert counts.new == 100_000
