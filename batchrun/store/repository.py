@@ -13,25 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
 from batchrun.domain import Event, Job, JobSpec
 from batchrun.errors import BatchrunError
 from batchrun.states import TERMINAL, JobState, can_transition
 from batchrun.store.dberrors import translate_errors
 from batchrun.store.models import campaigns, events, jobs
+from batchrun.store.planning import PAGE, Active, PlanCounts, Tally, new_row
+from batchrun.store.rows import CampaignRecord, to_campaign, to_event, to_job
 from batchrun.store.types import UTCDateTime, utcnow
 
-#: rows per executemany page when planning
-PAGE = 1000
-#: how many superseded keys a PlanCounts carries as a sample
-SAMPLE = 20
 _WRITE = "batchrun_write"  # same execution option as engine.WRITE (BEGIN IMMEDIATE on SQLite)
 #: columns ``transition(**fields)`` may not set: identity, plan and state are not the caller's
 _PROTECTED = frozenset({"id", "campaign_id", "key", "revision", "state", "created_at", "updated_at", "fingerprint"})
@@ -55,97 +52,10 @@ class StaleJobError(BatchrunError):
         )
 
 
-@dataclass(frozen=True)
-class CampaignRecord:
-    """A campaign as the store knows it."""
-
-    id: int
-    name: str
-    manifest_path: str
-    output_dir: str
-    settings: Mapping[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class PlanCounts:
-    """What planning a manifest did (or would do) to a campaign."""
-
-    new: int = 0  #: keys not seen before: inserted as pending revision 1
-    unchanged: int = 0  #: same fingerprint and output name: nothing written (includes ``done``)
-    changed: int = 0  #: different fingerprint or output name: a new revision was inserted
-    done: int = 0  #: unchanged and already done
-    total: int = 0  #: specs in the manifest
-    orphaned: int = 0  #: active keys in the database that the manifest no longer lists (left alone)
-    superseded_keys: tuple[str, ...] = field(default=())  #: a sample (up to 20) of changed keys
-
-
-@dataclass(frozen=True)
-class _Active:
-    id: int
-    revision: int
-    fingerprint: str
-    output_name: str
-    state: JobState
-
-
 def _states(value: JobState | Collection[JobState]) -> frozenset[JobState]:
     if isinstance(value, str):
         return frozenset({JobState(value)})
     return frozenset(JobState(s) for s in value)
-
-
-def _to_job(row: Row[Any]) -> Job:
-    m = row._mapping
-    return Job(
-        id=m["id"],
-        campaign_id=m["campaign_id"],
-        key=m["key"],
-        model=m["model"],
-        input=m["input"],
-        state=JobState(m["state"]),
-        output_name=m["output_name"],
-        fingerprint=m["fingerprint"],
-        take=m["take"],
-        revision=m["revision"],
-        request_id=m["request_id"],
-        attempts=m["attempts"],
-        error=m["error"],
-        result_urls=tuple(m["result_urls"] or ()),
-        output_path=m["output_path"],
-        size=m["size"],
-        sha256=m["sha256"],
-        estimated_cost=m["estimated_cost"],
-        created_at=m["created_at"],
-        submitted_at=m["submitted_at"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        updated_at=m["updated_at"],
-    )
-
-
-def _to_event(row: Row[Any]) -> Event:
-    m = row._mapping
-    return Event(
-        job_id=m["job_id"],
-        at=m["at"],
-        kind=m["kind"],
-        from_state=JobState(m["from_state"]) if m["from_state"] else None,
-        to_state=JobState(m["to_state"]) if m["to_state"] else None,
-        detail=m["detail"] or {},
-    )
-
-
-def _to_campaign(row: Row[Any]) -> CampaignRecord:
-    m = row._mapping
-    return CampaignRecord(
-        id=m["id"],
-        name=m["name"],
-        manifest_path=m["manifest_path"],
-        output_dir=m["output_dir"],
-        settings=m["settings"],
-        created_at=m["created_at"],
-    )
 
 
 class Store:
@@ -213,27 +123,27 @@ class Store:
                 if any(m[k] != v for k, v in values.items() if k != "updated_at"):
                     c.execute(sa.update(campaigns).where(campaigns.c.id == m["id"]).values(**values))
             row = c.execute(sa.select(campaigns).where(campaigns.c.name == name)).one()
-        return _to_campaign(row)
+        return to_campaign(row)
 
     def get_campaign(self, name: str) -> CampaignRecord | None:
         """The campaign called ``name``, if any."""
         with self._read() as c:
             row = c.execute(sa.select(campaigns).where(campaigns.c.name == name)).first()
-        return _to_campaign(row) if row is not None else None
+        return to_campaign(row) if row is not None else None
 
     def list_campaigns(self) -> list[CampaignRecord]:
         """Every campaign, oldest first."""
         with self._read() as c:
-            return [_to_campaign(r) for r in c.execute(sa.select(campaigns).order_by(campaigns.c.id))]
+            return [to_campaign(r) for r in c.execute(sa.select(campaigns).order_by(campaigns.c.id))]
 
     # -- planning -----------------------------------------------------------------------
 
-    def _load_active(self, c: Connection, campaign_id: int) -> dict[str, _Active]:
+    def _load_active(self, c: Connection, campaign_id: int) -> dict[str, Active]:
         query = sa.select(
             jobs.c.key, jobs.c.id, jobs.c.revision, jobs.c.fingerprint, jobs.c.output_name, jobs.c.state
         ).where(jobs.c.campaign_id == campaign_id, self._active)
         return {
-            key: _Active(id_, revision, fp, name, JobState(state))
+            key: Active(id_, revision, fp, name, JobState(state))
             for key, id_, revision, fp, name, state in c.execute(query)
         }
 
@@ -241,7 +151,7 @@ class Store:
         """What ``apply_plan`` would do, without writing anything."""
         with self._read() as c:
             active = self._load_active(c, campaign_id)
-        tally = _Tally(len(active))
+        tally = Tally(len(active))
         for spec in specs:
             tally.count(spec, active.get(spec.key))
         return tally.result()
@@ -261,12 +171,12 @@ class Store:
         now = self._now()
         with self._write() as c:
             active = self._load_active(c, campaign_id)
-            tally = _Tally(len(active))
+            tally = Tally(len(active))
             iterator = iter(specs)
             while page := list(islice(iterator, PAGE)):
                 new_rows: list[dict[str, Any]] = []
                 supersedes: dict[str, int] = {}
-                superseded: list[tuple[_Active, int]] = []
+                superseded: list[tuple[Active, int]] = []
                 for spec in page:
                     old = active.get(spec.key)
                     kind = tally.count(spec, old)
@@ -278,11 +188,11 @@ class Store:
                         revision = old.revision + 1
                         superseded.append((old, revision))
                         supersedes[spec.key] = old.id
-                    new_rows.append(_new_row(spec, revision, cost(spec)))
+                    new_rows.append(new_row(spec, revision, cost(spec)))
                 if superseded:
                     self._supersede(c, superseded, now)
                 if new_rows:
-                    # values shared by every row are bound once on the statement, not per row
+                    # shared values sit on the statement; the per-row dicts carry only what differs
                     insert_jobs = sa.insert(jobs).values(
                         campaign_id=campaign_id,
                         state=JobState.PENDING.value,
@@ -305,7 +215,7 @@ class Store:
                     )
         return tally.result()
 
-    def _supersede(self, c: Connection, rows: list[tuple[_Active, int]], now: datetime) -> None:
+    def _supersede(self, c: Connection, rows: list[tuple[Active, int]], now: datetime) -> None:
         """Mark old revisions superseded (one executemany); pending ones are cancelled too."""
         bind = sa.bindparam
         keep = [(old.id, revision) for old, revision in rows if old.state is not JobState.PENDING]
@@ -359,7 +269,7 @@ class Store:
         """The job with this id (any revision), if any."""
         with self._read() as c:
             row = c.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
-        return _to_job(row) if row is not None else None
+        return to_job(row) if row is not None else None
 
     def get_job_by_key(self, campaign_id: int, key: str) -> Job | None:
         """The active (newest, not superseded) revision of the job with this key."""
@@ -367,7 +277,7 @@ class Store:
             row = c.execute(
                 sa.select(jobs).where(jobs.c.campaign_id == campaign_id, jobs.c.key == key, self._active)
             ).first()
-        return _to_job(row) if row is not None else None
+        return to_job(row) if row is not None else None
 
     def job_revisions(self, campaign_id: int, key: str) -> list[Job]:
         """Every revision of the job with this key, oldest first."""
@@ -375,7 +285,7 @@ class Store:
             rows = c.execute(
                 sa.select(jobs).where(jobs.c.campaign_id == campaign_id, jobs.c.key == key).order_by(jobs.c.revision)
             )
-            return [_to_job(r) for r in rows]
+            return [to_job(r) for r in rows]
 
     def is_superseded(self, job_id: int) -> bool:
         """True when a newer revision of this job's key exists (the row is kept, not planned)."""
@@ -397,7 +307,7 @@ class Store:
                 .order_by(jobs.c.id)
                 .limit(limit)
             )
-            return [_to_job(r) for r in rows]
+            return [to_job(r) for r in rows]
 
     def jobs_in_states(
         self, campaign_id: int, states: Iterable[JobState], *, include_superseded: bool = True
@@ -410,7 +320,7 @@ class Store:
         if not include_superseded:
             query = query.where(self._active)
         with self._read() as c:
-            return [_to_job(r) for r in c.execute(query.order_by(jobs.c.id))]
+            return [to_job(r) for r in c.execute(query.order_by(jobs.c.id))]
 
     def count_by_state(self, campaign_id: int) -> dict[JobState, int]:
         """How many active jobs are in each state (every state present, zero when none)."""
@@ -429,13 +339,13 @@ class Store:
         """Everything that happened to a job, in order."""
         with self._read() as c:
             rows = c.execute(sa.select(events).where(events.c.job_id == job_id).order_by(events.c.id))
-            return [_to_event(r) for r in rows]
+            return [to_event(r) for r in rows]
 
     def find_by_output_path(self, path: str) -> list[Job]:
         """Jobs (any campaign, any revision) whose recorded output file is ``path``."""
         with self._read() as c:
             rows = c.execute(sa.select(jobs).where(jobs.c.output_path == str(path)).order_by(jobs.c.id))
-            return [_to_job(r) for r in rows]
+            return [to_job(r) for r in rows]
 
     # -- transitions --------------------------------------------------------------------
 
@@ -506,7 +416,7 @@ class Store:
             .returning(*jobs.c)
         ).one()
         self._insert_event(c, job_id, now, "transition", actual, new, detail or {})
-        return _to_job(row)
+        return to_job(row)
 
     @staticmethod
     def _insert_event(
@@ -630,61 +540,8 @@ class Store:
             if row is None:
                 raise StaleJobError(job_id, frozenset(JobState), None)
             self._insert_event(c, job_id, now, "moved", None, None, {"output_path": str(new_path)})
-        return _to_job(row)
+        return to_job(row)
 
 
 def _at_now(now: datetime) -> datetime:
     return now
-
-
-def _new_row(spec: JobSpec, revision: int, cost: float | None) -> dict[str, Any]:
-    # only the per-row columns: shared ones are bound on the statement, the rest default to NULL
-    return {
-        "key": spec.key,
-        "revision": revision,
-        "model": spec.model,
-        "input": spec.input,
-        "fingerprint": spec.fingerprint,
-        "take": spec.take,
-        "output_name": spec.output_name,
-        "estimated_cost": cost,
-    }
-
-
-class _Tally:
-    """Counts for a plan, and the classification of each spec against the active row."""
-
-    def __init__(self, existing: int) -> None:
-        self.existing = existing
-        self.seen: set[str] = set()
-        self.new = self.unchanged = self.changed = self.done = self.matched = 0
-        self.sample: list[str] = []
-
-    def count(self, spec: JobSpec, old: _Active | None) -> str:
-        if spec.key in self.seen:
-            raise ValueError(f"job key {spec.key!r} appears twice in one plan")
-        self.seen.add(spec.key)
-        if old is None:
-            self.new += 1
-            return "new"
-        self.matched += 1
-        if old.fingerprint == spec.fingerprint and old.output_name == spec.output_name:
-            self.unchanged += 1
-            if old.state is JobState.DONE:
-                self.done += 1
-            return "unchanged"
-        self.changed += 1
-        if len(self.sample) < SAMPLE:
-            self.sample.append(spec.key)
-        return "changed"
-
-    def result(self) -> PlanCounts:
-        return PlanCounts(
-            new=self.new,
-            unchanged=self.unchanged,
-            changed=self.changed,
-            done=self.done,
-            total=len(self.seen),
-            orphaned=self.existing - self.matched,
-            superseded_keys=tuple(self.sample),
-        )

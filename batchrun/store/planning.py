@@ -1,0 +1,94 @@
+"""Planning helpers: how a manifest's specs compare with the active rows, and what to insert.
+
+Pure (no SQL): the ``Store`` feeds it rows and writes what it decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchrun.domain import JobSpec
+from batchrun.states import JobState
+
+#: rows per executemany page when planning
+PAGE = 1000
+#: how many superseded keys a PlanCounts carries as a sample
+SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    """What planning a manifest did (or would do) to a campaign."""
+
+    new: int = 0  #: keys not seen before: inserted as pending revision 1
+    unchanged: int = 0  #: same fingerprint and output name: nothing written (includes ``done``)
+    changed: int = 0  #: different fingerprint or output name: a new revision was inserted
+    done: int = 0  #: unchanged and already done
+    total: int = 0  #: specs in the manifest
+    orphaned: int = 0  #: active keys in the database that the manifest no longer lists (left alone)
+    superseded_keys: tuple[str, ...] = field(default=())  #: a sample (up to 20) of changed keys
+
+
+@dataclass(frozen=True)
+class Active:
+    """The active row of a key, as planning needs it."""
+
+    id: int
+    revision: int
+    fingerprint: str
+    output_name: str
+    state: JobState
+
+
+def new_row(spec: JobSpec, revision: int, cost: float | None) -> dict[str, Any]:
+    # only the per-row columns: shared ones are bound on the statement, the rest default to NULL
+    return {
+        "key": spec.key,
+        "revision": revision,
+        "model": spec.model,
+        "input": spec.input,
+        "fingerprint": spec.fingerprint,
+        "take": spec.take,
+        "output_name": spec.output_name,
+        "estimated_cost": cost,
+    }
+
+
+class Tally:
+    """Counts for a plan, and the classification of each spec against the active row."""
+
+    def __init__(self, existing: int) -> None:
+        self.existing = existing
+        self.seen: set[str] = set()
+        self.new = self.unchanged = self.changed = self.done = self.matched = 0
+        self.sample: list[str] = []
+
+    def count(self, spec: JobSpec, old: Active | None) -> str:
+        if spec.key in self.seen:
+            raise ValueError(f"job key {spec.key!r} appears twice in one plan")
+        self.seen.add(spec.key)
+        if old is None:
+            self.new += 1
+            return "new"
+        self.matched += 1
+        if old.fingerprint == spec.fingerprint and old.output_name == spec.output_name:
+            self.unchanged += 1
+            if old.state is JobState.DONE:
+                self.done += 1
+            return "unchanged"
+        self.changed += 1
+        if len(self.sample) < SAMPLE:
+            self.sample.append(spec.key)
+        return "changed"
+
+    def result(self) -> PlanCounts:
+        return PlanCounts(
+            new=self.new,
+            unchanged=self.unchanged,
+            changed=self.changed,
+            done=self.done,
+            total=len(self.seen),
+            orphaned=self.existing - self.matched,
+            superseded_keys=tuple(self.sample),
+        )
