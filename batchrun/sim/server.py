@@ -50,6 +50,8 @@ class Simulator:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> Simulator:
+        """Bind and serve in the background; after a stop() it serves the same jobs on the same port."""
+        self._startup_error = None
         if self._thread is not None:
             raise RuntimeError("simulator already started")
         ready = threading.Event()
@@ -65,6 +67,7 @@ class Simulator:
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        self._servers = []
         try:
             loop.run_until_complete(self._bind())
         except BaseException as error:  # noqa: BLE001 - handed to start()

@@ -636,3 +636,19 @@ def test_command_line_server_announces_its_url_and_stops_on_ctrl_c() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+
+
+def test_restart_keeps_jobs_and_port(make_simulator: MakeSim) -> None:
+    """A stopped simulator started again serves the same jobs at the same URLs."""
+    sim = make_simulator(latency="manual")
+    with client_for(sim) as client:
+        rid = submit(client)
+    port = sim.port
+    sim.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(sim.base_url + protocol.status_path(rid))
+    sim.start()
+    assert sim.port == port
+    sim.finish(rid)
+    with client_for(sim) as client:
+        assert status_of(client, rid)["status"] == protocol.COMPLETED
