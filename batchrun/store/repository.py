@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from batchrun.domain import Event, Job, JobSpec
 from batchrun.errors import BatchrunError
@@ -203,17 +203,35 @@ class Store:
                     )
                     # RETURNING rows are mapped back by key, so their order does not matter
                     inserted = c.execute(insert_jobs.returning(jobs.c.id, jobs.c.key), new_rows).all()
-                    insert_events = sa.insert(events).values(
-                        at=now, kind="planned", from_state=None, to_state=JobState.PENDING.value
-                    )
-                    c.execute(
-                        insert_events,
-                        [
-                            {"job_id": job_id, "detail": {"supersedes": supersedes[key]} if key in supersedes else {}}
-                            for job_id, key in inserted
-                        ],
-                    )
+                    self._insert_planned_events(c, inserted, supersedes, now)
         return tally.result()
+
+    @staticmethod
+    def _insert_planned_events(
+        c: Connection, inserted: Sequence[Row[Any]], supersedes: Mapping[str, int], now: datetime
+    ) -> None:
+        """One "planned" event per inserted row; a new revision's names the row it supersedes."""
+        fresh = [job_id for job_id, key in inserted if key not in supersedes]
+        if fresh:  # one INSERT ... SELECT per page: no per-row parameter processing
+            c.execute(
+                sa.insert(events).from_select(
+                    ["job_id", "at", "kind", "from_state", "to_state", "detail"],
+                    sa.select(
+                        jobs.c.id,
+                        sa.literal(now, UTCDateTime()),
+                        sa.literal("planned"),
+                        sa.null(),
+                        sa.literal(JobState.PENDING.value),
+                        sa.literal("{}"),
+                    ).where(jobs.c.id.in_(fresh)),
+                )
+            )
+        revised = [(job_id, key) for job_id, key in inserted if key in supersedes]
+        if revised:
+            c.execute(
+                sa.insert(events).values(at=now, kind="planned", from_state=None, to_state=JobState.PENDING.value),
+                [{"job_id": job_id, "detail": {"supersedes": supersedes[key]}} for job_id, key in revised],
+            )
 
     def _supersede(self, c: Connection, rows: list[tuple[Active, int]], now: datetime) -> None:
         """Mark old revisions superseded (one executemany); pending ones are cancelled too."""
