@@ -272,7 +272,9 @@ def _multi_prompt(model: ModelInfo, input: Mapping[str, Any], issues: list[Field
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _CACHE: dict[tuple[Any, ...], tuple[FieldIssue, ...]] = {}
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 50_000
+_PER_FIELD_LIMIT = 1_000  # a field with more distinct values (templated prompts) is not worth caching
+_FIELD_COUNTS: dict[tuple[int, str], int] = {}
 _SCHEMAS: dict[int, Mapping[str, Any]] = {}  # keeps cached schemas alive so their ids stay unique
 
 
@@ -292,9 +294,15 @@ def _check_fields(model: ModelInfo, input: Mapping[str, Any], issues: list[Field
             if found is None:
                 fresh: list[FieldIssue] = []
                 _check_object(properties, (), {name: value}, (), fresh, model.audio_field)
-                if len(_CACHE) >= _CACHE_LIMIT:
-                    _CACHE.clear()
-                found = _CACHE[key] = tuple(fresh)
+                found = tuple(fresh)
+                field_key = (schema_id, name)
+                seen = _FIELD_COUNTS.get(field_key, 0)
+                if seen < _PER_FIELD_LIMIT:
+                    _FIELD_COUNTS[field_key] = seen + 1
+                    if len(_CACHE) >= _CACHE_LIMIT:
+                        _CACHE.clear()
+                        _FIELD_COUNTS.clear()
+                    _CACHE[key] = found
             issues.extend(found)
         else:
             _check_object(properties, (), {name: value}, (), issues, model.audio_field)

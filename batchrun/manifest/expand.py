@@ -228,18 +228,19 @@ class Plan:
         folded = base_id.casefold()
         if folded in seen:
             other, other_fp = seen[folded]
-            if fp is not None and other_fp is not None and other_fp != fp:
+            short = fp[:16] if fp is not None else None
+            if fp is not None and other_fp is not None and other_fp != short:
                 # two different jobs share a short hash: give this one a longer one (stable: order is fixed)
                 longer = f"{prompt_slug(data.get('prompt'))}-{fp[:16]}"
                 self.overrides[(s_index, c_index)] = longer
-                seen[longer.casefold()] = (source.location, fp)
+                seen[longer.casefold()] = (source.location, short)
                 return longer, True
-            if fp is not None and other_fp == fp and other == source.location and self.matrix.keys:
+            if fp is not None and other_fp == short and other == source.location and self.matrix.keys:
                 sink.add(source.location, "",
                          "this job gets the same model and input for several matrix combinations; use "
                          f"{', '.join('`{' + k + '}`' for k in self.matrix.keys)} in it, or takes: N for "
                          "several generations")
-            elif fp is not None and other_fp == fp:
+            elif fp is not None and other_fp == short:
                 sink.add(source.location, "",
                          f"duplicate job (same model and input as {_where(other, source.location)}); "
                          "use takes: 2 for several generations")
@@ -247,7 +248,7 @@ class Plan:
                 sink.add(source.id_location or source.location, "id",
                          f"duplicate id `{base_id}` (also {_where(other, source.location)})")
             return base_id, False
-        seen[folded] = (source.location, fp)
+        seen[folded] = (source.location, fp[:16] if fp is not None else None)  # 16 hex tell jobs apart
         return base_id, True
 
     def _check_name(self, source: Source, name: str, seen: dict[str, Location], sink: Sink) -> None:
@@ -273,7 +274,7 @@ def _where(other: Location, here: Location) -> str:
     return str(other)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _ascii(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
 
@@ -282,7 +283,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _slug_of_prompt(prompt: str) -> str:
     words = _WORD.findall(_ascii(prompt[:400]))
     slug = ""

@@ -30,7 +30,7 @@ class Var(str):
 Template = tuple[str, ...]  # literal str parts and Var parts
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def compile_template(text: str) -> Template:
     """Split ``text`` into literal and variable parts; TemplateError when a brace is unbalanced."""
     parts: list[str] = []
