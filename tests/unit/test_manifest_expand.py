@@ -137,17 +137,17 @@ def test_defaults_only_matrix(tmp_path: Path) -> None:
 
 def test_matrix_field_typed_values_and_nested_templates(tmp_path: Path) -> None:
     """Matrix values keep their YAML type; variables reach multi_prompt prompts and element URLs."""
-    path = write(tmp_path, f"""
+    path = write(tmp_path, """
         model: kling/kling-3.0/pro/image-to-video
         defaults:
-          start_image_url: "https://example.com/{{shot}}.png"
-          elements: [{{frontal_image_url: "https://example.com/{{shot}}-face.png"}}]
+          start_image_url: "https://example.com/{shot}.png"
+          elements: [{frontal_image_url: "https://example.com/{shot}-face.png"}]
         matrix:
           duration: [6]
           shot: [wide, close]
         jobs:
           - prompt: go
-            multi_prompt: [{{prompt: "{{shot}} one", duration: 3}}, {{prompt: two, duration: 3}}]
+            multi_prompt: [{prompt: "{shot} one", duration: 3}, {prompt: two, duration: 3}]
     """)
     jobs = list(load_campaign(path).jobs())
     assert jobs[0].input["duration"] == 6
