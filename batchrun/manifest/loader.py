@@ -84,7 +84,7 @@ class Loader:
                       default: str | None, default_location: Location | None) -> tuple[str, ModelInfo | None] | None:
         if own is not None:
             if not isinstance(own, str) or not own.strip():
-                self.problem(own_location, "model", f"model must be a model id string (got {_kind(own)})")
+                self.problem(own_location, "model", f"must be a model id string (got {_kind(own)})")
                 return None
             model_id, location = own.strip(), own_location
         elif default is not None:
@@ -179,7 +179,7 @@ class Loader:
         jobs = top.get("jobs")
         if jobs is not None:
             if not isinstance(jobs, list):
-                self.problem(self.at(("jobs",)), "jobs", f"`jobs` must be a list of jobs (got {_kind(jobs)})")
+                self.problem(self.at(("jobs",)), "jobs", f"must be a list of jobs (got {_kind(jobs)})")
             elif not jobs and "csv" not in top:
                 self.problem(self.at(("jobs",)), "jobs", "`jobs` is empty; add at least one job")
             else:
@@ -190,7 +190,7 @@ class Loader:
         if "csv" in top:
             csv_name = top["csv"]
             if not isinstance(csv_name, str) or not csv_name.strip():
-                self.problem(self.at(("csv",)), "csv", "`csv` must be the path of a CSV file, relative to the manifest")
+                self.problem(self.at(("csv",)), "csv", "must be the path of a CSV file, relative to the manifest")
             else:
                 csv_path = self.path.parent / csv_name
                 display = os.path.normpath(os.path.join(os.path.dirname(self.display), csv_name))
@@ -255,13 +255,13 @@ class Loader:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            self.problem(self.at((key,)), key, f"`{key}` must be a non-empty string (got {_kind(value)})")
+            self.problem(self.at((key,)), key, f"must be a non-empty string (got {_kind(value)})")
             return None
         return value.strip()
 
     def takes_value(self, value: Any, location: Location, label: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self.problem(location, label, f"takes must be a whole number >= 1 (got {_kind(value)} {value!r})")
+            self.problem(location, label, f"must be a whole number >= 1 (got {_kind(value)} {value!r})")
             return 1
         return value
 
@@ -270,7 +270,7 @@ class Loader:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
-            self.problem(self.at(("budget",)), "budget", f"budget must be a number of USD >= 0 (got {value!r})")
+            self.problem(self.at(("budget",)), "budget", f"must be a number of USD >= 0 (got {value!r})")
             return None
         return float(value)
 
@@ -279,7 +279,7 @@ class Loader:
         if value is not None:
             if not isinstance(value, dict):
                 self.problem(self.at(("prices",)), "prices",
-                             "prices must be a mapping of tier or model id to {silent: USD/s, audio: USD/s}")
+                             "must be a mapping of tier or model id to {silent: USD/s, audio: USD/s}")
             else:
                 for key, price in value.items():
                     try:
@@ -295,7 +295,7 @@ class Loader:
             return matrix
         if not isinstance(value, dict) or not value:
             self.problem(self.at(("matrix",)), "matrix",
-                         "matrix must be a mapping of variable name to a list of values")
+                         "must be a mapping of variable name to a list of values")
             return matrix
         for key, values in value.items():
             location = self.at(("matrix", key), key=True)
@@ -309,7 +309,7 @@ class Loader:
                 continue
             if not isinstance(values, list) or not values:
                 self.problem(self.at(("matrix", key)), f"matrix.{key}",
-                             f"matrix `{key}` must be a non-empty list of values (got {_kind(values)})")
+                             f"must be a non-empty list of values (got {_kind(values)})")
                 continue
             texts = [templates.as_text(v) for v in values]
             matrix.keys.append(key)
@@ -326,7 +326,7 @@ class Loader:
             return {}
         if not isinstance(value, dict):
             self.problem(self.at(("defaults",)), "defaults",
-                         f"defaults must be a mapping of input fields (got {_kind(value)})")
+                         f"must be a mapping of input fields (got {_kind(value)})")
             return {}
         result: dict[str, Any] = {}
         for key, item in value.items():
@@ -347,7 +347,7 @@ class Loader:
         if value is None:
             return directory, None, None
         if not isinstance(value, dict):
-            self.problem(self.at(("output",)), "output", "output must be a mapping with `dir` and/or `filename`")
+            self.problem(self.at(("output",)), "output", "must be a mapping with `dir` and/or `filename`")
             return directory, None, None
         for key in value:
             if key not in OUTPUT_KEYS:
@@ -357,7 +357,7 @@ class Loader:
         if "dir" in value:
             raw = value["dir"]
             if not isinstance(raw, str) or not raw.strip():
-                self.problem(self.at(("output", "dir")), "output.dir", "output.dir must be a directory path")
+                self.problem(self.at(("output", "dir")), "output.dir", "must be a directory path")
             else:
                 directory = Path(os.path.abspath(self.path.parent / os.path.expanduser(raw)))
         template: templates.Template | None = None
@@ -366,7 +366,7 @@ class Loader:
             raw = value["filename"]
             location = self.at(("output", "filename"))
             if not isinstance(raw, str) or not raw.strip():
-                self.problem(location, "output.filename", "output.filename must be a file name template")
+                self.problem(location, "output.filename", "must be a file name template")
             else:
                 try:
                     self.used.update(templates.check(raw, [*self.matrix_keys, *FILENAME_VARIABLES]))
@@ -411,7 +411,7 @@ class Loader:
         raw = job["id"]
         location = self.at((*base, "id"))
         if isinstance(raw, bool) or not isinstance(raw, (str, int)) or str(raw) == "":
-            self.problem(location, "id", f"id must be a string or a number (got {_kind(raw)})")
+            self.problem(location, "id", f"must be a string or a number (got {_kind(raw)})")
             return None, location, False
         try:
             self.used.update(templates.check(str(raw), self.matrix_keys))
@@ -459,7 +459,7 @@ class Loader:
             try:
                 takes = self.takes_value(int(row.cells["takes"][0].strip()), cell("takes"), "takes")
             except ValueError:
-                self.problem(cell("takes"), "takes", f"takes must be a whole number >= 1 (got `{row.cells['takes'][0]}`)")
+                self.problem(cell("takes"), "takes", f"must be a whole number >= 1 (got `{row.cells['takes'][0]}`)")
         id_template, ok = None, True
         if "id" in row.cells:
             raw = row.cells["id"][0].strip()
