@@ -368,3 +368,32 @@ def test_jobs_is_lazy_and_repeatable(tmp_path: Path) -> None:
     first = campaign.jobs()
     assert next(first).key == next(campaign.jobs()).key
     assert [j.key for j in campaign.jobs()] == [j.key for j in campaign.jobs()]
+
+
+def test_numeric_ids_keep_their_digits(tmp_path: Path) -> None:
+    """`id: 007` names the job 007, not 7 (YAML would read it as a number)."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs: [{{id: 007, prompt: a}}, {{id: 12, prompt: b}}]
+    """)
+    assert [j.key for j in load_campaign(path).jobs()] == ["007-t1", "12-t1"]
+
+
+def test_short_hash_collision_gets_longer_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two different jobs whose 8-hex hashes collide get distinct keys, the same on every load."""
+    import hashlib
+
+    from batchrun.manifest import expand
+
+    def colliding(model: str, input: dict) -> str:  # same first 8 hex for every input
+        return "deadbeef" + hashlib.sha256(repr(sorted(input.items())).encode()).hexdigest()[8:]
+
+    monkeypatch.setattr(expand, "fingerprint", colliding)
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs: [{{prompt: red fox}}, {{prompt: red fox, duration: 6}}]
+    """)
+    keys = [j.key for j in load_campaign(path).jobs()]
+    assert keys[0] == "red-fox-deadbeef-t1"
+    assert keys[1].startswith("red-fox-deadbeef") and len(keys[1]) == len("red-fox--t1") + 16
+    assert keys == [j.key for j in load_campaign(path).jobs()]
