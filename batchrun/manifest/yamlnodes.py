@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import re
+
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -21,6 +23,10 @@ from batchrun.errors import Location, Problem
 MAX_VALUES = 500_000
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: above this (rough) nesting depth the pure-Python parser is used: libyaml's composer recurses in
+#: C and crashes the process on very deep flow nesting instead of raising
+SAFE_C_DEPTH = 300
+_BRACKETS = re.compile(r"[\[\]{}]|- ")
 _MERGE = "tag:yaml.org,2002:merge"
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
@@ -171,11 +177,25 @@ class _Converter:
         return None  # pragma: no cover
 
 
+def _rough_depth(text: str) -> int:
+    """An over-estimate of how deeply ``text`` nests (brackets anywhere, ``- `` runs on one line)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth = max(depth - 1, 0)
+    dashes = max((line.count("- ") for line in text.splitlines()), default=0)
+    return deepest + dashes
+
+
 def parse(text: str, path: str) -> Document:
     """Parse YAML ``text``; syntax errors and the other refusals are in ``Document.problems``."""
     doc = Document(path=path, value=None, root=None)
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=_Loader if _rough_depth(text) <= SAFE_C_DEPTH else yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)

@@ -148,3 +148,11 @@ def test_timestamps_stay_text(tmp_path: Path) -> None:
     """)
     (job,) = load_campaign(path).jobs()
     assert job.input["negative_prompt"] == "2024-01-02"
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, "\n" + "- " * 100_000 + "x"])
+def test_deep_nesting_is_a_problem_not_a_crash(tmp_path: Path, body: str) -> None:
+    """Absurdly deep nesting is reported as a problem (the C parser would crash the process)."""
+    path = tmp_path / "m.yaml"
+    path.write_text(f"model: {T2V}\njobs: {body}\n")
+    assert "nested too deeply" in lines(path)[-1] or "nested too deeply" in lines(path)[0]
