@@ -149,7 +149,7 @@ def plan_campaign(
         campaign=campaign,
         estimate=estimate,
         counts=counts,
-        db_url=store.display_url,
+        db_url=store.label,
         budget=campaign.budget if budget is None else budget,
         campaign_id=record.id,
         output_dir=output,

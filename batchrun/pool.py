@@ -14,8 +14,6 @@ POST, the request id right after it), so a crash at any line leaves a state ``re
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +40,7 @@ from batchrun.errors import (
     TransientApiError,
 )
 from batchrun.outputs import destinations, keep_aside, sidecar_document, sidecar_path, write_json_atomically
-from batchrun.polling import LatencyModel, PollSchedule
+from batchrun.polling import LatencyModel, PollQueue, PollSchedule, PollState
 from batchrun.states import AT_RUNCOMFY, JobState
 from batchrun.store import Store, StaleJobError
 
@@ -141,11 +139,11 @@ class _Tracked:
 
     job_id: int
     key: str
+    model: str
     request_id: str
     state: JobState
-    submitted_at: float  # monotonic
+    poll: PollState  # submitted_at (monotonic) and checks so far
     resumed: bool = False  # submitted by an earlier run: its latency is unknown
-    polls: int = 0
     empty_outputs: int = 0
 
 
@@ -165,7 +163,6 @@ class Runner:
         progress: Progress | None = None,
         clock: Clock = SYSTEM_CLOCK,
         schedule: PollSchedule | None = None,
-        latency: LatencyModel | None = None,
     ) -> None:
         self.store = store
         self.campaign_id = campaign_id
@@ -176,11 +173,10 @@ class Runner:
         self.progress = progress or SilentProgress()
         self.clock = clock
         self.schedule = schedule or PollSchedule()
-        self.latency = latency or LatencyModel()
+        self.latencies: dict[str, LatencyModel] = {}  # learned per model id
         self.summary = RunSummary(campaign=campaign_name, output_dir=output_dir)
         self.slots = Slots(options.concurrency)
-        self._heap: list[tuple[float, int, _Tracked]] = []
-        self._seq = itertools.count()
+        self._queue = PollQueue()  # job id -> due time of its next check
         self._wake = anyio.Event()
         self._tracked: dict[int, _Tracked] = {}
         self._active = 0  # jobs being polled, submitted or downloaded
@@ -251,7 +247,7 @@ class Runner:
                 continue
             self.slots.take()
             self._active += 1
-            tracked = _Tracked(job.id, job.key, job.request_id, job.state, submitted_at=now, resumed=True)
+            tracked = _Tracked(job.id, job.key, job.model, job.request_id, job.state, PollState(now), resumed=True)
             self._tracked[job.id] = tracked
             self._push(now, tracked)  # poll resumed jobs at once
         for job in store.jobs_in_states(cid, [JobState.DOWNLOADING]):
@@ -286,6 +282,11 @@ class Runner:
     async def _unknown_submission(self, job: Job, why: str, *, resumed: bool = False) -> bool:
         """Apply the ``submitting`` policy. Returns True when the job should be submitted again."""
         policy = self.options.unknown_submit
+        if policy is UnknownSubmitPolicy.RESUBMIT and self.store.is_superseded(job.id):
+            # a newer revision replaced it: paying again for the old input helps nobody
+            job = self.store.mark_cancelled(job.id, f"superseded while its submission was unknown: {why}")
+            self._moved(job, JobState.SUBMITTING, JobState.CANCELLED, "superseded")
+            return False
         if policy is UnknownSubmitPolicy.RESUBMIT:
             self.store.reset_to_pending(job.id, f"resubmitting: {why} (--on-unknown-submit=resubmit)")
             self._moved(job, JobState.SUBMITTING, JobState.PENDING, "resubmitting (may pay twice)")
@@ -369,9 +370,9 @@ class Runner:
         self.summary.submitted += 1
         self._moved(job, JobState.SUBMITTING, JobState.QUEUED, submission.request_id)
         now = self.clock.monotonic()
-        tracked = _Tracked(job.id, job.key, submission.request_id, JobState.QUEUED, submitted_at=now)
+        tracked = _Tracked(job.id, job.key, job.model, submission.request_id, JobState.QUEUED, PollState(now))
         self._tracked[job.id] = tracked
-        self._push(now + self.schedule.first_delay(self.latency), tracked)
+        self._push(self.schedule.first_due(submitted_at=now, now=now, estimate=self._estimate(job.model)), tracked)
         return "submitted"
 
     def _back_to_pending(self, job: Job, error: BaseException) -> None:
@@ -380,25 +381,31 @@ class Runner:
 
     # ------------------------------------------------------------------ polling
 
+    def _estimate(self, model: str) -> float | None:
+        latency = self.latencies.get(model)
+        return latency.estimate() if latency else None
+
     def _push(self, due: float, tracked: _Tracked) -> None:
-        heapq.heappush(self._heap, (due, next(self._seq), tracked))
+        self._queue.push(tracked.job_id, due)
         self._wake.set()
 
     async def _scheduler(self) -> None:
         """Fire each job's poll when it is due; one task, one heap."""
         assert self._tg is not None
         while True:
-            if not self._heap:
+            due = self._queue.next_due()
+            if due is None:
                 await self._wait_for_wake()
                 continue
-            due, _, tracked = self._heap[0]
             delay = due - self.clock.monotonic()
             if delay > 0:
                 with anyio.move_on_after(delay):
                     await self._wait_for_wake()
                 continue
-            heapq.heappop(self._heap)
-            self._tg.start_soon(self._poll_one, tracked)
+            for job_id in self._queue.pop_due(self.clock.monotonic()):
+                tracked = self._tracked.get(int(job_id))  # type: ignore[call-overload]
+                if tracked is not None:
+                    self._tg.start_soon(self._poll_one, tracked)
 
     async def _wait_for_wake(self) -> None:
         wake = self._wake
@@ -407,7 +414,6 @@ class Runner:
             self._wake = anyio.Event()
 
     async def _poll_one(self, tracked: _Tracked) -> None:
-        tracked.polls += 1
         try:
             report = await self.client.result(tracked.request_id)
         except RequestNotFoundError as error:
@@ -434,20 +440,21 @@ class Runner:
             if status == "running" and tracked.state is JobState.QUEUED:
                 if not self._move_tracked(tracked, JobState.QUEUED, JobState.RUNNING, self.store.mark_running):
                     return
-            self._push(now + self.schedule.next_delay(now - tracked.submitted_at, tracked.polls, self.latency), tracked)
+            tracked.poll = tracked.poll.checked(now)
+            self._push(self.schedule.next_due(tracked.poll, now, estimate=self._estimate(tracked.model)), tracked)
             return
         if status == "completed":
             urls = tuple(report.output_urls)
             if not urls:
                 tracked.empty_outputs += 1
                 if tracked.empty_outputs < 3:  # the output may lag the status; look again shortly
-                    self._push(now + self.schedule.first_delay(self.latency), tracked)
+                    self._push(now + self.schedule.floor, tracked)
                     return
                 self._finish_at_runcomfy(tracked)
                 self._fail_tracked(tracked, "RunComfy reported the job completed but returned no output URL")
                 return
             if not tracked.resumed:
-                self.latency.observe(now - tracked.submitted_at)
+                self.latencies.setdefault(tracked.model, LatencyModel()).record(now - tracked.poll.submitted_at)
             self._finish_at_runcomfy(tracked)
             try:
                 job = self.store.mark_downloading(tracked.job_id, urls)
@@ -519,6 +526,11 @@ class Runner:
                 self.store.record_event(job.id, "downloaded", {"url": url, "size": fetched.size, "sha256": fetched.sha256})
         except PermanentDownloadError as error:
             self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
+            return
+        except OSError as error:  # the local disk, not the network: nothing later jobs can do better
+            self.store.record_event(job.id, "download_error", {"error": str(error)})
+            self.stop_submitting(f"cannot write {job.output_name} in {self.output_dir}: {error.strerror or error}; "
+                                 "no new jobs are submitted")
             return
         except (DownloadError, httpx.HTTPError) as error:
             message = getattr(error, "message", None) or str(error) or type(error).__name__

@@ -11,6 +11,8 @@ slots is free (strict FIFO) -> ``in_progress`` for a latency sample -> ``complet
 
 from __future__ import annotations
 
+import dataclasses
+
 import bisect
 import heapq
 import math
@@ -108,6 +110,7 @@ class Engine:
         self._wall_offset = wall_clock() - clock()
         self.rng = rng if rng is not None else random.Random(config.seed)
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # notified whenever a job is created
         self.balance = config.balance
         self.jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()  # FIFO of in_queue jobs
@@ -212,6 +215,7 @@ class Engine:
             self.submissions_by_input[input_digest] = self.submissions_by_input.get(input_digest, 0) + 1
             self.max_unfinished = max(self.max_unfinished, self._unfinished())
             self._advance(now)  # may start at once
+            self.changed.notify_all()
             return job
 
     def get(self, request_id: str) -> tuple[Job, int | None] | None:
@@ -280,6 +284,16 @@ class Engine:
                 self._terminate(job, now, failed=fail)
             self._now = max(self._now, now)
             self._advance(now)
+
+    def wait_for_jobs(self, count: int, timeout: float) -> bool:
+        """Block until at least ``count`` jobs were created (False on timeout)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.jobs) >= count, timeout=timeout)
+
+    def set_latency(self, latency: Latency) -> None:
+        """Jobs created from now on take this latency."""
+        with self.lock:
+            self.config = dataclasses.replace(self.config, latency=latency)
 
     def set_balance(self, usd: float | None) -> None:
         with self.lock:

@@ -134,6 +134,14 @@ class Simulator:
     def set_balance(self, usd: float | None) -> None:
         self.engine.set_balance(usd)
 
+    def set_latency(self, latency: Latency) -> None:
+        """Jobs created from now on take this latency (e.g. leave manual mode)."""
+        self.engine.set_latency(latency)
+
+    def wait_for_jobs(self, count: int, timeout: float = 60.0) -> bool:
+        """Block (without polling) until ``count`` jobs exist; for tests that act mid-run."""
+        return self.engine.wait_for_jobs(count, timeout)
+
     def set_token(self, token: str) -> None:
         self.app.token = token
 

@@ -1,0 +1,271 @@
+"""The worker pool against the real simulator over HTTP on 127.0.0.1: what a run guarantees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from batchrun import planning
+from batchrun.api import RunComfyClient
+from batchrun.download import Downloader
+from batchrun.pool import Runner, RunOptions, RunSummary, UnknownSubmitPolicy
+from batchrun.retry import RetryPolicy
+from batchrun.states import JobState
+from batchrun.store import Store, open_store, resolve_db_url
+
+I2V = "kling/kling-3.0/standard/image-to-video"
+FAST_RETRY = RetryPolicy(max_attempts=10, base=0.005, cap=0.02, max_elapsed=30, retry_after_cap=0.02)
+
+
+def write_manifest(folder: Path, jobs: int = 8, *, model: str = I2V, extra: str = "", name: str = "camp") -> Path:
+    lines = [f"name: {name}", f"model: {model}", "output:", "  dir: out", "defaults:", "  duration: 3",
+             "  start_image_url: https://example.com/start.png", "jobs:"]
+    for index in range(jobs):
+        lines.append(f"  - id: shot{index:03d}")
+        lines.append(f"    prompt: a lighthouse at dusk, take {index}")
+    path = folder / "campaign.yaml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+class Campaign:
+    """A planned campaign plus helpers to run it against a simulator."""
+
+    def __init__(self, manifest: Path, *, allow_unknown_model: bool = False) -> None:
+        self.manifest = manifest
+        self.loaded = planning.load(manifest, allow_unknown_model=allow_unknown_model)
+        self.store: Store = open_store(resolve_db_url(None, manifest))
+        self.report = planning.plan_campaign(self.loaded, self.store)
+        self.output_dir = self.report.output_dir
+        assert self.output_dir is not None
+
+    def replan(self, **kwargs) -> None:
+        self.loaded = planning.load(self.manifest, **kwargs)
+        self.report = planning.plan_campaign(self.loaded, self.store)
+
+    def run(self, simulator, *, token: str = "sim-token", **options) -> RunSummary:
+        async def main() -> RunSummary:
+            async with RunComfyClient(simulator.base_url, token, retry=FAST_RETRY) as client, Downloader(
+                retry=FAST_RETRY
+            ) as downloader:
+                runner = Runner(
+                    self.store,
+                    campaign_id=self.report.campaign_id,
+                    campaign_name=self.loaded.name,
+                    output_dir=self.output_dir,
+                    client=client,
+                    downloader=downloader,
+                    options=RunOptions(**options),
+                )
+                return await runner.run()
+
+        return anyio.run(main)
+
+    def jobs(self, *states: JobState):
+        return self.store.jobs_in_states(self.report.campaign_id, states or list(JobState), include_superseded=False)
+
+
+@pytest.fixture
+def campaign_factory(isolated_env: Path):
+    made: list[Campaign] = []
+
+    def make(jobs: int = 8, **kwargs) -> Campaign:
+        allow = kwargs.pop("allow_unknown_model", False)
+        campaign = Campaign(write_manifest(isolated_env, jobs, **kwargs), allow_unknown_model=allow)
+        made.append(campaign)
+        return campaign
+
+    yield make
+    for campaign in made:
+        campaign.store.close()
+
+
+def test_every_job_ends_with_its_verified_file_and_sidecar(campaign_factory, make_simulator):
+    """A run downloads every video, byte-identical to what RunComfy served, with a sidecar beside it."""
+    simulator = make_simulator()
+    campaign = campaign_factory(10)
+    summary = campaign.run(simulator, concurrency=4)
+    assert summary.exit_code == 0
+    assert summary.counts[JobState.DONE] == 10
+    served = simulator.served_files()
+    for job in campaign.jobs():
+        path = Path(job.output_path)
+        assert path.parent == campaign.output_dir and path.name == f"{job.key.rsplit('-t', 1)[0]}.mp4"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest == job.sha256 == served[job.result_urls[0]]
+        sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+        assert sidecar["job_key"] == job.key and sidecar["request_id"] == job.request_id
+        assert sidecar["sha256"] == digest and sidecar["input"] == dict(job.input)
+    assert not list(campaign.output_dir.rglob("*.part"))
+
+
+def test_in_flight_cap_is_never_exceeded_at_runcomfy(campaign_factory, make_simulator):
+    """At most --concurrency jobs are submitted-and-unfinished at RunComfy, as the server sees it."""
+    simulator = make_simulator()
+    campaign = campaign_factory(24)
+    summary = campaign.run(simulator, concurrency=3)
+    assert summary.counts[JobState.DONE] == 24
+    stats = simulator.stats()
+    assert stats.jobs_created == 24
+    assert 1 <= stats.max_unfinished <= 3
+
+
+def test_every_transition_is_recorded_in_order(campaign_factory, make_simulator):
+    """A job's history reads back pending -> submitting -> queued -> ... -> done, with times."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    campaign.run(simulator)
+    job = campaign.jobs()[0]
+    moves = [(e.from_state, e.to_state) for e in campaign.store.history(job.id) if e.kind == "transition"]
+    states = [JobState.PENDING] + [new for _, new in moves]
+    assert states[:3] == [JobState.PENDING, JobState.SUBMITTING, JobState.QUEUED]
+    assert states[-2:] == [JobState.DOWNLOADING, JobState.DONE]
+    assert all(e.at is not None for e in campaign.store.history(job.id))
+
+
+def test_transient_faults_are_retried_until_every_job_is_done(campaign_factory, make_simulator):
+    """5xx, 429 and 200-with-error_code answers and truncated downloads cost retries, not jobs."""
+    from batchrun.sim import Faults
+
+    simulator = make_simulator(
+        seed=7, faults=Faults(server_error=0.15, rate_limit=0.1, error_200=0.1, truncated_download=0.3, retry_after=0)
+    )
+    campaign = campaign_factory(16)
+    summary = campaign.run(simulator, concurrency=6)
+    assert summary.counts[JobState.DONE] == 16, summary
+    assert sum(simulator.stats().faults_injected.values()) > 0
+    assert max(simulator.stats().submissions_by_input.values()) == 1
+    served = simulator.served_files()
+    for job in campaign.jobs():
+        assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == served[job.result_urls[0]]
+
+
+def test_failed_generations_record_the_servers_error(campaign_factory, make_simulator):
+    """A generation that fails at RunComfy ends `failed` with RunComfy's message; the run exits 1."""
+    simulator = make_simulator(failure_rate=1.0)
+    campaign = campaign_factory(3)
+    summary = campaign.run(simulator)
+    assert summary.exit_code == 1
+    failed = campaign.jobs(JobState.FAILED)
+    assert len(failed) == 3 and all(job.error for job in failed)
+    assert len(summary.failures) == 3
+
+
+def test_unknown_model_fails_only_that_job_without_retry(campaign_factory, make_simulator):
+    """A permanent error (400001) fails the job at once with the server's message; others finish."""
+    simulator = make_simulator()
+    extra = "  - id: odd\n    model: kling/kling-9.9/pro/text-to-video\n    prompt: x\n"
+    campaign = campaign_factory(2, extra=extra, allow_unknown_model=True)
+    summary = campaign.run(simulator)
+    assert summary.counts[JobState.DONE] == 2 and summary.counts[JobState.FAILED] == 1
+    odd = campaign.store.get_job_by_key(campaign.report.campaign_id, "odd-t1")
+    assert odd.state is JobState.FAILED and "model" in odd.error.lower()
+    assert simulator.stats().requests["submit"] == 3
+
+
+def test_rejected_token_stops_the_run_before_anything_is_created(campaign_factory, make_simulator):
+    """An auth error stops the whole run at once (exit 2) and leaves every job resumable."""
+    simulator = make_simulator()
+    campaign = campaign_factory(5)
+    summary = campaign.run(simulator, token="wrong-token")
+    assert summary.exit_code == 2 and summary.auth_failed
+    assert simulator.stats().jobs_created == 0
+    assert {job.state for job in campaign.jobs()} == {JobState.PENDING}
+
+
+def test_insufficient_balance_stops_submitting_but_finishes_jobs_in_flight(campaign_factory, make_simulator):
+    """400002 stops new submissions for the run; what RunComfy already has is still collected."""
+    simulator = make_simulator(balance=3.0)
+    campaign = campaign_factory(8)
+    summary = campaign.run(simulator, concurrency=2)
+    created = simulator.stats().jobs_created
+    assert 0 < created < 8
+    assert summary.counts[JobState.DONE] == created
+    assert summary.counts[JobState.PENDING] == 8 - created
+    assert "balance" in (summary.stop_reason or "")
+    assert summary.exit_code == 1
+
+
+def test_lost_submit_answers_are_held_not_resubmitted_by_default(campaign_factory, make_simulator):
+    """A submit whose answer was lost is never resubmitted silently; resubmit is an explicit choice."""
+    from batchrun.sim import Faults
+
+    simulator = make_simulator(seed=3, faults=Faults(lost_submit=1.0))
+    campaign = campaign_factory(2)
+    summary = campaign.run(simulator)
+    assert sorted(summary.held) == sorted(job.key for job in campaign.jobs())
+    assert {job.state for job in campaign.jobs()} == {JobState.SUBMITTING}
+    assert simulator.stats().jobs_created == 2  # RunComfy has them, we do not know their ids
+    assert summary.exit_code == 1
+
+    again = campaign.run(simulator)  # the same command again: still held, nothing sent
+    assert simulator.stats().jobs_created == 2 and len(again.held) == 2
+
+    simulator.set_faults(Faults())
+    final = campaign.run(simulator, unknown_submit=UnknownSubmitPolicy.RESUBMIT)
+    assert final.counts[JobState.DONE] == 2
+    duplicates = sum(n - 1 for n in simulator.stats().submissions_by_input.values())
+    assert duplicates == 2  # exactly the two lost answers were paid twice, as the policy warns
+
+
+def test_resume_polls_submitted_jobs_instead_of_resubmitting(campaign_factory, make_simulator):
+    """A job that has a request id is polled after a restart, never submitted again."""
+    from batchrun.sim import Latency
+
+    simulator = make_simulator(latency=Latency(kind="manual"))
+    campaign = campaign_factory(3)
+
+    async def submit_and_crash() -> None:
+        # submit all three like a run would, then "crash" before any result is seen
+        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client:
+            for job in campaign.jobs(JobState.PENDING):
+                campaign.store.begin_submit(job.id)
+                submission = await client.submit(job.model, dict(job.input))
+                campaign.store.record_submission(job.id, submission.request_id)
+
+    anyio.run(submit_and_crash)
+    simulator.finish()
+    summary = campaign.run(simulator)
+    assert summary.counts[JobState.DONE] == 3
+    assert simulator.stats().jobs_created == 3
+    assert summary.submitted == 0
+
+
+def test_missing_or_corrupt_files_of_done_jobs_are_downloaded_again(campaign_factory, make_simulator):
+    """On resume a done job whose file was deleted or altered is fetched again; intact ones are skipped."""
+    simulator = make_simulator()
+    campaign = campaign_factory(3)
+    campaign.run(simulator)
+    first, second, third = sorted(campaign.jobs(), key=lambda job: job.key)
+    Path(first.output_path).unlink()
+    Path(second.output_path).write_bytes(b"not a video")
+    downloads_before = simulator.stats().requests["file"]
+    summary = campaign.run(simulator)
+    assert summary.counts[JobState.DONE] == 3
+    assert simulator.stats().requests["file"] == downloads_before + 2
+    assert simulator.stats().jobs_created == 3
+    for job in campaign.jobs():
+        assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == job.sha256
+
+
+def test_edited_job_keeps_the_old_revisions_file(campaign_factory, make_simulator, isolated_env):
+    """Editing a done job's prompt runs the new version and keeps the old video beside it."""
+    simulator = make_simulator()
+    campaign = campaign_factory(2)
+    campaign.run(simulator)
+    old = campaign.store.get_job_by_key(campaign.report.campaign_id, "shot000-t1")
+    text = campaign.manifest.read_text().replace("take 0", "take 0, in the rain")
+    campaign.manifest.write_text(text)
+    campaign.replan()
+    assert campaign.report.counts.changed == 1
+    summary = campaign.run(simulator)
+    assert summary.counts[JobState.DONE] == 2
+    new = campaign.store.get_job_by_key(campaign.report.campaign_id, "shot000-t1")
+    assert new.revision == 2 and Path(new.output_path).name == "shot000.mp4"
+    kept = campaign.store.get_job(old.id)
+    assert kept.output_path != new.output_path and Path(kept.output_path).exists()
+    assert hashlib.sha256(Path(kept.output_path).read_bytes()).hexdigest() == old.sha256
