@@ -344,6 +344,23 @@ def field_type(model: ModelInfo | None, field: str) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+MAX_JSON_DEPTH = 50
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True when ``value`` nests lists/mappings more than ``limit`` levels (checked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
 def coerce_text(model: ModelInfo | None, field: str, text: str) -> object:
     """A CSV cell's text as the typed value the schema wants; ValueError(one line) when it cannot be.
 
@@ -377,5 +394,7 @@ def coerce_text(model: ModelInfo | None, field: str, text: str) -> object:
             raise ValueError(f"expected JSON {_EXPECTED[kind]} ({message}), got {show(text)}") from None
         if not _type_ok(kind, value):
             raise ValueError(f"expected JSON {_EXPECTED[kind]}, got {_kind(value)}")
+        if _too_deep(value, MAX_JSON_DEPTH):
+            raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
         return value
     return text

@@ -143,8 +143,9 @@ class Plan:
                 if sink is not None:
                     if sink.full:
                         sink.truncated = True
-                    else:
-                        self._validate(source, data, field_keys, combo, sink)
+                        continue
+                    if self._validate(source, data, field_keys, combo, sink):
+                        continue  # an invalid job's key and file name would only add noise
                 fp: str | None = None
                 if source.id_template is not None:
                     slugs = {k: matrix.slugs[i][combo[i]] for i, k in enumerate(keys)}  # ids use slugged values
@@ -193,14 +194,16 @@ class Plan:
     # -- checks (only on the loader's walk) ---------------------------------------------------
 
     def _validate(self, source: Source, data: dict[str, Any], field_keys: list[int],
-                  combo: tuple[int, ...], sink: Sink) -> None:
+                  combo: tuple[int, ...], sink: Sink) -> bool:
+        """Report the input's problems; True when there were any."""
         issues = validate_input(source.info, data)
         if not issues:
-            return
+            return False
         matrix_fields = {self.matrix.keys[i]: i for i in field_keys}
         for issue in issues:
             location = self._issue_location(source, issue.path, issue.message, matrix_fields, combo)
             sink.add(location, issue.field, issue.message)
+        return True
 
     def _issue_location(self, source: Source, path: tuple[Any, ...], message: str,
                         matrix_fields: Mapping[str, int], combo: tuple[int, ...]) -> Location:

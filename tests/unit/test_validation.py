@@ -249,6 +249,8 @@ def test_coerce_text(field: str, text: str, value: object) -> None:
         ("sound", "maybe", "true/false/yes/no/1/0"),
         ("multi_prompt", "[{", "expected JSON a list"),
         ("multi_prompt", '{"a": 1}', "expected JSON a list, got a mapping"),
+        ("multi_prompt", "[" * 600 + "]" * 600, "nested more than 50 levels"),
+        ("multi_prompt", "[" * 100_000 + "]" * 100_000, "expected JSON a list"),
     ],
 )
 def test_coerce_text_errors(field: str, text: str, needle: str) -> None:
