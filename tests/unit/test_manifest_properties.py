@@ -102,3 +102,22 @@ def test_random_yaml_text_only_raises_manifest_error(text: str) -> None:
         load_text(text)
     except ManifestError as error:
         assert error.problems
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.lists(st.text(alphabet='ab{}[]":,. 019-\\\n\ufeff', max_size=12), min_size=1, max_size=6),
+       st.lists(st.sampled_from(["prompt", "duration", "sound", "cfg_scale", "multi_prompt", "id", "takes",
+                                 "model", "aspect_ratio", " prompt ", ""]), min_size=1, max_size=5))
+def test_random_csv_only_raises_manifest_error(cells: list[str], headers: list[str]) -> None:
+    """Random CSV cells under real column names load or fail with a ManifestError."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(headers)
+    writer.writerow(cells)
+    try:
+        load_text(buffer.getvalue(), ".csv", model=T2V)
+    except ManifestError as error:
+        assert error.problems
