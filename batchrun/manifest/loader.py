@@ -181,7 +181,7 @@ class Loader:
             if not isinstance(jobs, list):
                 self.problem(self.at(("jobs",)), "jobs", f"must be a list of jobs (got {_kind(jobs)})")
             elif not jobs and "csv" not in top:
-                self.problem(self.at(("jobs",)), "jobs", "`jobs` is empty; add at least one job")
+                self.problem(self.at(("jobs",)), "jobs", "is empty; add at least one job")
             else:
                 for index, job in enumerate(jobs):
                     source = self.yaml_source(index, job, takes, default_model, model_location)
