@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,17 +65,39 @@ def video_seconds(spec: JobSpec) -> int:
     return info.default_duration if info else 0
 
 
+class Tally:
+    """Adds up jobs as they stream past, so estimating costs no extra pass over a big campaign."""
+
+    def __init__(self, prices: PriceTable, *, sample: int = 10) -> None:
+        self.prices = prices
+        self.sample = sample
+        self.totals: dict[str, ModelTotals] = {}
+        self.first: list[JobSpec] = []
+
+    def add(self, spec: JobSpec) -> float | None:
+        """Count one job; returns its estimated cost."""
+        usd = self.prices.estimate(spec.model, spec.input)
+        self.totals.setdefault(spec.model, ModelTotals(spec.model)).add(video_seconds(spec), usd)
+        if len(self.first) < self.sample:
+            self.first.append(spec)
+        return usd
+
+    def watch(self, specs: Iterable[JobSpec]) -> Iterator[JobSpec]:
+        """Pass ``specs`` through, counting each one."""
+        for spec in specs:
+            self.add(spec)
+            yield spec
+
+    def estimate(self) -> Estimate:
+        return Estimate(tuple(self.totals[m] for m in sorted(self.totals)), tuple(self.first))
+
+
 def summarize(specs: Iterable[JobSpec], prices: PriceTable, *, sample: int = 10) -> Estimate:
     """Totals per model and the first ``sample`` jobs, in one pass."""
-    totals: dict[str, ModelTotals] = {}
-    first: list[JobSpec] = []
+    tally = Tally(prices, sample=sample)
     for spec in specs:
-        totals.setdefault(spec.model, ModelTotals(spec.model)).add(
-            video_seconds(spec), prices.estimate(spec.model, spec.input)
-        )
-        if len(first) < sample:
-            first.append(spec)
-    return Estimate(tuple(totals[m] for m in sorted(totals)), tuple(first))
+        tally.add(spec)
+    return tally.estimate()
 
 
 def shown_input(spec: JobSpec) -> dict[str, Any]:
@@ -134,7 +156,7 @@ def plan_campaign(
     sample: int = 10,
 ) -> PlanReport:
     """Store the campaign's jobs idempotently and report what would run and what it costs."""
-    estimate = summarize(campaign.jobs(), campaign.prices, sample=sample)
+    tally = Tally(campaign.prices, sample=sample)
     output = (output_dir or campaign.output_dir).resolve()
     record = store.ensure_campaign(
         campaign.name,
@@ -142,12 +164,13 @@ def plan_campaign(
         output_dir=str(output),
         settings={"prices": campaign.prices.to_dict(), "budget": campaign.budget if budget is None else budget},
     )
+    prices = campaign.prices
     counts = store.apply_plan(
-        record.id, campaign.jobs(), cost=lambda spec: campaign.prices.estimate(spec.model, spec.input)
+        record.id, tally.watch(campaign.jobs()), cost=lambda spec: prices.estimate(spec.model, spec.input)
     )
     return PlanReport(
         campaign=campaign,
-        estimate=estimate,
+        estimate=tally.estimate(),
         counts=counts,
         db_url=store.label,
         budget=campaign.budget if budget is None else budget,

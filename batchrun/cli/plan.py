@@ -139,24 +139,21 @@ def show_plan(report: planning.PlanReport) -> None:
         verdict = "OVER BUDGET" if report.over_budget else "within budget"
         out.print(f"Budget    {usd(report.budget)}: estimate {usd(report.estimate.usd)}, {verdict}")
     if report.estimate.sample:
-        jobs = Table(show_edge=False, pad_edge=False)
-        jobs.add_column("key")
-        jobs.add_column("output")
-        jobs.add_column("input (defaults in parentheses)")
-        for spec in report.estimate.sample:
-            jobs.add_row(spec.key, spec.output_name, _input_summary(spec))
         shown = len(report.estimate.sample)
-        out.print(f"First {shown} of {report.estimate.jobs} jobs:")
-        out.print(jobs)
+        out.print(f"First {shown} of {report.estimate.jobs} jobs (schema defaults in parentheses):")
+        for spec in report.estimate.sample:
+            out.print(f"  {spec.key}  -> {spec.output_name}", markup=False)
+            out.print(f"      {_input_summary(spec)}", markup=False)
 
 
 def _input_summary(spec: Any) -> str:
     effective = planning.shown_input(spec)
+    names = sorted(effective, key=lambda name: (name != "prompt", name not in spec.input, name))
     parts = []
-    for name, value in effective.items():
-        text = f"{name}={short(value, 40)}"
+    for name in names:
+        text = f"{name}={short(effective[name], 50)}"
         parts.append(text if name in spec.input else f"({text})")
-    return short(" ".join(parts), 110)
+    return " ".join(parts)
 
 
 COMMANDS = [validate, plan]

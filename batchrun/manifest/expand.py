@@ -144,8 +144,9 @@ class Plan:
                     if sink.full:
                         sink.truncated = True
                         continue
-                    if self._validate(source, data, field_keys, combo, sink):
-                        continue  # an invalid job's key and file name would only add noise
+                    invalid = self._validate(source, data, field_keys, combo, sink)
+                    if invalid and source.id_template is None:
+                        continue  # an invalid job's derived key and file name would only add noise
                 fp: str | None = None
                 if source.id_template is not None:
                     slugs = {k: matrix.slugs[i][combo[i]] for i, k in enumerate(keys)}  # ids use slugged values
@@ -158,6 +159,8 @@ class Plan:
                 unique = True
                 if sink is not None:
                     base_id, unique = self._check_id(source, base_id, fp, s_index, c_index, seen_ids, sink, data)
+                    if invalid:
+                        continue  # its id is taken (a later duplicate is still reported); nothing more to check
                 if sink is None and fp is None:
                     fp = fingerprint(source.model, data)
                 model_text = source.model.replace("/", "_")

@@ -102,8 +102,17 @@ def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:
 _constructor = yaml.constructor.SafeConstructor()
 
 
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+
+
 def _scalar(node: ScalarNode) -> Any:
-    """A plain scalar's value (the constructor's function, without its per-node cache)."""
+    """A plain scalar's value (the constructor's function, without its per-node cache).
+
+    YAML 1.1 reads an unquoted ``4:3`` or ``1:30`` as a base-60 number (243, 90); nobody writing a
+    manifest means that, so such scalars stay the text written (YAML 1.2 agrees).
+    """
+    if node.tag in _NUMBER_TAGS and ":" in node.value:
+        return node.value
     return _constructor.yaml_constructors[node.tag](_constructor, node)
 
 

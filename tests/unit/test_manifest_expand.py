@@ -397,3 +397,32 @@ def test_short_hash_collision_gets_longer_key(tmp_path: Path, monkeypatch: pytes
     assert keys[0] == "red-fox-deadbeef-t1"
     assert keys[1].startswith("red-fox-deadbeef") and len(keys[1]) == len("red-fox--t1") + 16
     assert keys == [j.key for j in load_campaign(path).jobs()]
+
+
+def test_unquoted_ratios_stay_text_not_base_60_numbers(tmp_path):
+    """`aspect_ratio: 16:9` written without quotes means the text 16:9, not YAML 1.1's number 969."""
+    from batchrun.manifest import load_campaign
+
+    path = tmp_path / "m.yaml"
+    path.write_text("model: kling/kling-3.0/pro/text-to-video\njobs:\n  - prompt: a\n    aspect_ratio: 16:9\n")
+    (spec,) = load_campaign(path).jobs()
+    assert spec.input["aspect_ratio"] == "16:9"
+
+
+def test_duplicate_id_is_reported_even_when_the_first_job_is_invalid(tmp_path):
+    """Every problem is listed at once: a bad first job does not hide a duplicate id after it."""
+    import pytest
+
+    from batchrun.errors import ManifestError
+    from batchrun.manifest import load_campaign
+
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "model: kling/kling-3.0/pro/text-to-video\njobs:\n  - id: a\n    prompt: x\n    duration: 99\n"
+        "  - id: a\n    prompt: y\n"
+    )
+    with pytest.raises(ManifestError) as caught:
+        load_campaign(path)
+    lines = caught.value.lines()
+    assert any(":5:" in line and "duration" in line for line in lines)
+    assert any(":6:" in line and "duplicate id `a`" in line for line in lines)
