@@ -79,6 +79,7 @@ class RunOptions:
     unknown_submit: UnknownSubmitPolicy = UnknownSubmitPolicy.HOLD
     verify_done: bool = True  #: re-hash done jobs' files and fetch again those missing or corrupt
     max_resubmits: int = 3  #: per job and run, under ``--on-unknown-submit=resubmit``
+    budget: float | None = None  #: USD; estimated cost of all submissions never exceeds it
 
 
 @dataclass
@@ -185,6 +186,7 @@ class Runner:
         self._submitting_done = False
         self._download_send, self._download_receive = anyio.create_memory_object_stream[Job](math.inf)
         self._tg: TaskGroup | None = None
+        self._committed = 0.0  # estimated USD of every submission attempt so far (for the budget)
 
     # ------------------------------------------------------------------ entry points
 
@@ -236,6 +238,7 @@ class Runner:
 
     async def _resume(self) -> None:
         store, cid = self.store, self.campaign_id
+        self._committed = store.committed_cost(cid)
         counts = store.count_by_state(cid)
         self.progress.started(sum(counts.values()), counts)
         for job in store.jobs_in_states(cid, [JobState.SUBMITTING]):
@@ -312,6 +315,8 @@ class Runner:
                 return
             for job in batch:
                 cursor = job.id
+                if not self._within_budget(job):
+                    return
                 await self.slots.acquire()
                 if self._stop_submitting:
                     self.slots.release()
@@ -319,6 +324,30 @@ class Runner:
                 self._active += 1
                 assert self._tg is not None
                 self._tg.start_soon(self._submit_one, job)
+
+    def _within_budget(self, job: Job) -> bool:
+        """Reserve the job's estimated cost, or stop submitting when it would pass the budget."""
+        budget = self.options.budget
+        if budget is None:
+            return True
+        cost = job.estimated_cost
+        if cost is None:
+            self._budget_stop(f"budget: no price is known for {job.model} ({job.key}); "
+                              "jobs without a price are not submitted under a budget")
+            return False
+        if self._committed + cost > budget + 1e-9:
+            self._budget_stop(
+                f"budget reached: ${self._committed:,.2f} committed of ${budget:,.2f}; "
+                f"{job.key} (${cost:,.2f}) and the jobs after it stay pending"
+            )
+            return False
+        self._committed += cost
+        return True
+
+    def _budget_stop(self, reason: str) -> None:
+        """No more submissions past the budget; jobs already reserved under it still go."""
+        self.summary.stop_reason = self.summary.stop_reason or reason
+        self.progress.message(reason)
 
     async def _submit_one(self, job: Job) -> None:
         """Submit one job (holding its slot), then hand it to the scheduler."""
@@ -328,6 +357,8 @@ class Runner:
                 outcome = await self._try_submit(job)
                 if outcome == "again":
                     job = self.store.get_job(job.id)
+                    if not self._within_budget(job):  # a resubmission is paid for again
+                        return
                     continue
                 keep_slot = outcome == "submitted"
                 return

@@ -45,6 +45,11 @@ SIM_TOKEN = "sim-token"
               show_envvar=True,
               help="Jobs whose submit answer was lost (RunComfy may have created and billed them): "
               "hold them in `submitting`, resubmit them (may pay twice) or fail them.")
+@click.option("--budget", type=click.FloatRange(min=0), envvar="BATCHRUN_BUDGET", show_envvar=True,
+              help="USD cap on the estimated cost of everything submitted (default: the manifest's `budget`); "
+              "jobs beyond it stay pending.")
+@click.option("--max-file-size", type=click.IntRange(min=1), default=2048, show_default=True,
+              envvar="BATCHRUN_MAX_FILE_MB", show_envvar=True, help="Refuse result files larger than this many MB.")
 @click.option("--no-verify", is_flag=True, help="Do not re-hash the files of done jobs at start-up.")
 @click.option("--simulate", is_flag=True,
               help="Run against the embedded RunComfy simulator on 127.0.0.1 (no account, no network).")
@@ -66,6 +71,8 @@ def run(
     downloads: int,
     base_url: str,
     unknown_submit: str,
+    budget: float | None,
+    max_file_size: int,
     no_verify: bool,
     simulate: bool,
     sim_latency: str,
@@ -93,19 +100,26 @@ def run(
         downloads=downloads,
         unknown_submit=UnknownSubmitPolicy(unknown_submit),
         verify_done=not no_verify,
+        budget=budget if budget is not None else campaign.budget,
     )
     with _api(simulate, base_url, sim_latency, sim_failure_rate, sim_faults) as api_url, opened_store(db, manifest) as store:
-        report = planning.plan_campaign(campaign, store, output_dir=out_dir.resolve() if out_dir else None)
+        report = planning.plan_campaign(
+            campaign, store, output_dir=out_dir.resolve() if out_dir else None, budget=options.budget
+        )
         output_dir = report.output_dir or campaign.output_dir
         output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not as_json:
             counts = report.counts
             click.echo(
                 f"campaign {campaign.name}: {report.estimate.jobs} jobs ({counts.new} new, {counts.done} done, "
-                f"{counts.changed} changed), estimate {usd(report.estimate.usd)}; "
+                f"{counts.changed} changed), estimate {usd(report.estimate.usd)}"
+                f"{f' (budget {usd(options.budget)})' if options.budget is not None else ''}; "
                 f"{'simulator ' if simulate else ''}{api_url}"
             )
-        summary = _execute(store, report.campaign_id, campaign.name, output_dir, api_url, token, options, as_json)
+        summary = _execute(
+            store, report.campaign_id, campaign.name, output_dir, api_url, token, options, as_json,
+            max_bytes=max_file_size * 1024 * 1024,
+        )
     if as_json:
         print_json(summary_json(summary))
     else:
@@ -143,13 +157,15 @@ def _execute(
     token: str,
     options: RunOptions,
     quiet: bool,
+    *,
+    max_bytes: int,
 ) -> RunSummary:
     terminal = console(stderr=False)
     live = not quiet and terminal.is_terminal
 
     async def main() -> RunSummary:
         async with RunComfyClient(base_url, token, max_connections=options.concurrency + 4) as client, Downloader(
-            max_connections=options.downloads
+            max_connections=options.downloads, max_bytes=max_bytes
         ) as downloader:
             progress_cm = LiveProgress(terminal) if live else contextlib.nullcontext(LogProgress() if not quiet else None)
             with progress_cm as progress:

@@ -353,6 +353,20 @@ class Store:
                 counts[JobState(state)] = n
         return counts
 
+    def committed_cost(self, campaign_id: int) -> float:
+        """Estimated USD of every submission attempt of the campaign (all revisions).
+
+        Each attempt counts, even one RunComfy refused or one resubmitted after a lost answer:
+        a budget computed from this is never exceeded.
+        """
+        with self._read() as c:
+            total = c.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.estimated_cost * jobs.c.attempts), 0.0)).where(
+                    jobs.c.campaign_id == campaign_id, jobs.c.attempts > 0
+                )
+            ).scalar_one()
+        return float(total)
+
     def history(self, job_id: int) -> list[Event]:
         """Everything that happened to a job, in order."""
         with self._read() as c:

@@ -269,3 +269,16 @@ def test_edited_job_keeps_the_old_revisions_file(campaign_factory, make_simulato
     kept = campaign.store.get_job(old.id)
     assert kept.output_path != new.output_path and Path(kept.output_path).exists()
     assert hashlib.sha256(Path(kept.output_path).read_bytes()).hexdigest() == old.sha256
+
+
+def test_budget_caps_the_estimated_cost_of_submitted_jobs(campaign_factory, make_simulator):
+    """With a budget, submissions stop before their estimated cost would pass it; the rest stay pending."""
+    simulator = make_simulator()
+    campaign = campaign_factory(6)  # standard image-to-video, 3 s with audio: 3 x $0.126 = $0.378 each
+    summary = campaign.run(simulator, budget=1.0)
+    assert simulator.stats().jobs_created == 2
+    assert summary.counts[JobState.DONE] == 2 and summary.counts[JobState.PENDING] == 4
+    assert "budget reached" in summary.stop_reason
+    assert campaign.store.committed_cost(campaign.report.campaign_id) <= 1.0
+    again = campaign.run(simulator, budget=1.0)  # the spend of the first run still counts
+    assert simulator.stats().jobs_created == 2 and again.counts[JobState.PENDING] == 4
