@@ -1,7 +1,8 @@
 """CSV manifests: one job per row, each cell typed by the schema of its column's field.
 
 Pure (takes text). Headers are stripped; an empty cell means "not set"; duplicate headers and
-rows with more cells than headers are problems located at ``file:line:column``.
+rows with more cells than headers are problems located at ``file:line:column``. Columns whose
+name starts with ``_`` are ignored (notes, or the metadata columns of ``batchrun export``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from batchrun.errors import Location, Problem
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+#: columns whose header starts with this are not read (``_key``, ``_state``, notes ...)
+IGNORED_PREFIX = "_"
 
 
 @dataclass
@@ -58,7 +62,7 @@ def read_table(text: str, path: str) -> Table:
         headers = [cell.strip() for cell in header_row]
         seen: dict[str, int] = {}
         for column, name in enumerate(headers, start=1):
-            if not name:
+            if not name or name.startswith(IGNORED_PREFIX):
                 continue
             if name in seen:
                 problems.append(Problem(Location(path, header_line, column), name,
@@ -86,6 +90,8 @@ def read_table(text: str, path: str) -> Table:
                     ))
                     break
                 name = headers[column - 1]
+                if name.startswith(IGNORED_PREFIX):
+                    continue
                 if not name:
                     problems.append(Problem(Location(path, start, column), "",
                                             f"cell in column {column}, which has no header name"))
