@@ -26,7 +26,6 @@ resumes it. Two concurrent fetches to the same ``dest`` are the caller's mistake
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import random
 import re
@@ -42,6 +41,7 @@ import httpx
 from batchrun import __version__
 from batchrun.errors import PermanentDownloadError, TransientDownloadError
 from batchrun.retry import RetryPolicy
+from batchrun.urls import is_loopback_host
 
 CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
@@ -59,17 +59,6 @@ class DownloadedFile:
     sha256: str
     url: str  #: the URL asked for (before redirects)
     content_type: str | None
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_url(url: str | httpx.URL) -> httpx.URL:

@@ -58,6 +58,7 @@ from batchrun.errors import (
     UnknownModelError,
 )
 from batchrun.retry import RetryPolicy
+from batchrun.urls import is_loopback_host
 
 USER_AGENT = f"batchrun/{__version__}"
 
@@ -87,6 +88,11 @@ class RunComfyClient:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}")
+        if url.scheme == "http" and not is_loopback_host(url.host):
+            raise ConfigError(
+                f"refusing to send the API token over plain http to {url.host}; use https (http is only "
+                "allowed for loopback addresses such as the simulator)"
+            )
         self.base_url = str(url).rstrip("/")
         self._token = token.strip()
         self.retry = retry or RetryPolicy()

@@ -23,6 +23,7 @@ from batchrun.download import Downloader
 from batchrun.errors import ConfigError
 from batchrun.pool import Runner, RunOptions, RunSummary, UnknownSubmitPolicy
 from batchrun.states import JobState
+from batchrun.store.runlock import run_lock
 
 SIM_TOKEN = "sim-token"
 
@@ -102,7 +103,11 @@ def run(
         verify_done=not no_verify,
         budget=budget if budget is not None else campaign.budget,
     )
-    with _api(simulate, base_url, sim_latency, sim_failure_rate, sim_faults) as api_url, opened_store(db, manifest) as store:
+    with (
+        _api(simulate, base_url, sim_latency, sim_failure_rate, sim_faults) as api_url,
+        opened_store(db, manifest) as store,
+        run_lock(store.engine, campaign.name),
+    ):
         report = planning.plan_campaign(
             campaign, store, output_dir=out_dir.resolve() if out_dir else None, budget=options.budget
         )

@@ -209,6 +209,10 @@ class App:
             detail = [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
             return self.error(422, protocol.ERR_VALIDATION, "validation error", detail=detail)
         problems = check_input(schema, body)
+        banned = self.engine.config.reject_prompts_containing
+        if not problems and banned and banned in str(body.get("prompt", "")):
+            problems = [{"loc": ["body", "prompt"], "msg": "prompt rejected by the content filter",
+                         "type": "value_error.content_policy"}]
         if problems:
             return self.error(422, protocol.ERR_VALIDATION, "validation error", detail=problems)
         digest = hashlib.sha256(canonical_json({"model": model_id, "input": body}).encode()).hexdigest()

@@ -122,6 +122,7 @@ class SimConfig:
     submit_http_status: int = 200  # any 2xx is a successful submit; 201/202 exercise that
     error_message_key: str = "error_message"  # "message" exercises the other documented spelling
     max_body_bytes: int = 1_000_000  # larger request bodies answer 413
+    reject_prompts_containing: str | None = None  # 422 for such prompts, as a content filter would
 
     def __post_init__(self) -> None:
         if self.capacity < 1:

@@ -180,3 +180,26 @@ def test_second_ctrl_c_exits_at_once_and_leaves_a_resumable_database(isolated_en
     assert result.returncode == 0, result.stdout + result.stderr
     assert states(path)[JobState.DONE] == 6
     assert max(simulator.stats().submissions_by_input.values()) == 1
+
+
+def test_a_second_run_on_the_same_database_is_refused_naming_the_holder(isolated_env, make_simulator):
+    """Two `batchrun run` on one SQLite database: the second exits 2 saying which process holds it."""
+    from batchrun.sim import Latency
+
+    simulator = make_simulator(latency=Latency(kind="manual"))
+    path = manifest(isolated_env, 3)
+    env = {"RUNCOMFY_API_TOKEN": "sim-token"}
+    first = start("run", str(path), "--base-url", simulator.base_url, env=env)
+    try:
+        _wait_for_submissions(simulator, 3, first)
+        second = batchrun("run", str(path), "--base-url", simulator.base_url, env=env)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"pid {first.pid}" in second.stderr and "in use by another `batchrun run`" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    simulator.finish()
+    third = batchrun("run", str(path), "--base-url", simulator.base_url, env=env)  # the kill freed the lock
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert simulator.stats().jobs_created == 3

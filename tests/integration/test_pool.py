@@ -282,3 +282,35 @@ def test_budget_caps_the_estimated_cost_of_submitted_jobs(campaign_factory, make
     assert campaign.store.committed_cost(campaign.report.campaign_id) <= 1.0
     again = campaign.run(simulator, budget=1.0)  # the spend of the first run still counts
     assert simulator.stats().jobs_created == 2 and again.counts[JobState.PENDING] == 4
+
+
+def test_validation_rejected_by_runcomfy_fails_only_that_job_with_the_detail(campaign_factory, make_simulator):
+    """A 422 from RunComfy fails that job with the server's detail; the others finish."""
+    simulator = make_simulator(reject_prompts_containing="take 1")
+    campaign = campaign_factory(3)
+    summary = campaign.run(simulator)
+    assert summary.counts[JobState.DONE] == 2 and summary.counts[JobState.FAILED] == 1
+    (failed,) = campaign.jobs(JobState.FAILED)
+    assert failed.key == "shot001-t1"
+    assert "content filter" in failed.error and "prompt" in failed.error
+    assert simulator.stats().requests["submit"] == 3  # not retried
+
+
+def test_result_files_over_the_size_cap_are_refused(campaign_factory, make_simulator):
+    """A result file larger than the cap fails its job and leaves no partial file behind."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+
+    async def main():
+        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client, Downloader(
+            retry=FAST_RETRY, max_bytes=1000
+        ) as downloader:
+            runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
+                            output_dir=campaign.output_dir, client=client, downloader=downloader)
+            return await runner.run()
+
+    summary = anyio.run(main)
+    (job,) = campaign.jobs()
+    assert job.state is JobState.FAILED and "download failed" in job.error
+    assert summary.exit_code == 1
+    assert not [p for p in campaign.output_dir.rglob("*") if p.is_file()]
