@@ -50,9 +50,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from batchrun.cli import plan, run, sim
+    from batchrun.cli import plan, report, run, sim
 
-    for module in (plan, run, sim):
+    for module in (plan, report, run, sim):
         for command in module.COMMANDS:
             cli.add_command(command)
 
