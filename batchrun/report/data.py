@@ -23,7 +23,8 @@ from batchrun.store import CampaignRecord, Store, utcnow
 #: states whose estimated cost is spent or being spent (RunComfy has, or may have, the job)
 SPENDING = frozenset(state.value for state in (*IN_FLIGHT, JobState.DOWNLOADING, JobState.DONE))
 #: bucket widths the throughput chart may use, in seconds; the smallest giving <= MAX_BUCKETS wins
-BUCKET_SIZES = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+#: (sub-second ones only matter for demos and tests, where a whole campaign takes seconds)
+BUCKET_SIZES = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 MAX_BUCKETS = 48
 
 
@@ -113,7 +114,22 @@ def summarize(jobs: Sequence[Mapping[str, Any]], *, committed_usd: float) -> dic
         "first_submitted_at": min(submitted).isoformat() if submitted else None,
         "last_finished_at": max(finished).isoformat() if finished else None,
         "wall_seconds": wall,
+        "models": per_model(current),
     }
+
+
+def per_model(jobs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs, done jobs, seconds of done video and estimated USD of each model, by model id."""
+    models: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        row = models.setdefault(job["model"], {"model": job["model"], "jobs": 0, "done": 0, "video_seconds": 0,
+                                               "planned_usd": 0.0})
+        row["jobs"] += 1
+        row["planned_usd"] = round(row["planned_usd"] + (job["estimated_cost"] or 0.0), 6)
+        if job["state"] == JobState.DONE.value:
+            row["done"] += 1
+            row["video_seconds"] += job["seconds"] or 0
+    return [models[name] for name in sorted(models)]
 
 
 def failure_groups(jobs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -135,7 +151,7 @@ def throughput(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     if not starts or not ends:
         return {"start": None, "bucket_seconds": None, "buckets": []}
     start = min(min(starts), ends[0])
-    span = max((ends[-1] - start).total_seconds(), 1.0)
+    span = max((ends[-1] - start).total_seconds(), 0.1)
     size = next((s for s in BUCKET_SIZES if span / s <= MAX_BUCKETS), BUCKET_SIZES[-1])
     count = int(span // size) + 1
     done = [0] * count
@@ -144,7 +160,7 @@ def throughput(jobs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     buckets, total = [], 0
     for index, n in enumerate(done):
         total += n
-        buckets.append({"offset_seconds": index * size, "done": n, "cumulative": total})
+        buckets.append({"offset_seconds": round(index * size, 3), "done": n, "cumulative": total})
     return {"start": start.isoformat(), "bucket_seconds": size, "buckets": buckets}
 
 

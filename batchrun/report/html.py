@@ -21,7 +21,7 @@ from batchrun.states import JobState
 #: media fragment: the browser seeks to 0.1 s on load, so the card shows a frame, not black
 POSTER_FRAGMENT = "#t=0.1"
 _CHART_W, _CHART_H = 720, 200
-_PAD_L, _PAD_R, _PAD_T, _PAD_B = 34, 40, 12, 26
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 34, 40, 14, 26
 
 
 @cache
@@ -121,7 +121,16 @@ def _failures_panel(failures: Sequence[Mapping[str, Any]], totals: Mapping[str, 
         table = f'<table id="failures"><tr><th>reason</th><th class="n">jobs</th></tr>{rows}</table>'
     else:
         table = '<p class="none" id="failures">No failures.</p>'
-    return f'<section class="panel"><h2>Failures by reason</h2>{table}<div class="chips">{chips}</div></section>'
+    models = "".join(
+        f'<tr><td class="mono">{e(m["model"])}</td><td class="n">{m["done"]} / {m["jobs"]}</td>'
+        f'<td class="n">{e(duration(m["video_seconds"]))}</td><td class="n">{e(usd(m["planned_usd"]))}</td></tr>'
+        for m in totals.get("models", ())
+    )
+    if models:
+        models = ('<h2 class="gap">Models</h2><table id="models"><tr><th>model</th><th class="n">done</th>'
+                  f'<th class="n">video</th><th class="n">planned</th></tr>{models}</table>')
+    return (f'<section class="panel"><h2>Failures by reason</h2>{table}<div class="chips">{chips}</div>'
+            f"{models}</section>")
 
 
 # -- chart ----------------------------------------------------------------------------------
@@ -147,8 +156,11 @@ def chart_svg(throughput: Mapping[str, Any]) -> str:
         f'<svg id="throughput" viewBox="0 0 {_CHART_W} {_CHART_H}" role="img" '
         f'xmlns="http://www.w3.org/2000/svg" aria-label="done jobs per {e(duration(size))} and in total">',
         f"<title>Done jobs per {e(duration(size))} (bars) and cumulative (line)</title>",
-        f'<line class="axis" x1="{_PAD_L}" y1="{bottom}" x2="{_CHART_W - _PAD_R}" y2="{bottom}"/>',
     ]
+    for fraction in (0.0, 0.5, 1.0):  # gridlines at 0, half and the peak of the bars
+        y = bottom - inner_h * fraction
+        parts.append(f'<line class="{"axis" if fraction == 0 else "grid"}" x1="{_PAD_L}" y1="{y:.1f}" '
+                     f'x2="{_CHART_W - _PAD_R}" y2="{y:.1f}"/>')
     for index, bucket in enumerate(buckets):
         height = inner_h * bucket["done"] / peak
         x = _PAD_L + index * slot + slot * 0.1
@@ -162,10 +174,10 @@ def chart_svg(throughput: Mapping[str, Any]) -> str:
     )
     parts += [
         f'<polyline class="line" points="{_PAD_L:.1f},{bottom:.1f} {points}"/>',
-        f'<text x="{_PAD_L - 6}" y="{_PAD_T + 10}" text-anchor="end">{peak}</text>',
-        f'<text x="{_PAD_L - 6}" y="{bottom}" text-anchor="end">0</text>',
-        f'<text x="{_CHART_W - _PAD_R + 6}" y="{_PAD_T + 10}">{buckets[-1]["cumulative"]}</text>',
-        f'<text x="{_PAD_L}" y="{_CHART_H - 6}">0</text>',
+        f'<text x="{_PAD_L - 6}" y="{_PAD_T + 4}" text-anchor="end">{peak}</text>',
+        f'<text x="{_PAD_L - 6}" y="{bottom + 4}" text-anchor="end">0</text>',
+        f'<text x="{_CHART_W - _PAD_R + 6}" y="{_PAD_T + 4}">{buckets[-1]["cumulative"]}</text>',
+        f'<text x="{_PAD_L}" y="{_CHART_H - 6}">+0 s</text>',
         f'<text x="{_CHART_W - _PAD_R}" y="{_CHART_H - 6}" text-anchor="end">'
         f"+{e(duration(len(buckets) * size))}</text>",
         "</svg>",
@@ -227,7 +239,7 @@ def _card(job: Mapping[str, Any]) -> str:
         f'<p class="prompt">{e(job.get("prompt") or "")}</p>'
         f'<dl class="params">{params}</dl>'
         f'<p class="meta">{e(" · ".join(m for m in meta if m))}</p>'
-        f'<code class="model">{e(job["model"])}</code>'
+        f'<code class="model" title="{e(job["model"])}">{e(job["model"])}</code>'
         "</div></article>"
     )
 

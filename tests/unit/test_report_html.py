@@ -168,3 +168,11 @@ def test_empty_campaign_renders():
 def test_durations_read_naturally(seconds, text):
     """Durations are shown as people say them."""
     assert duration(seconds) == text
+
+
+def test_totals_per_model():
+    """Each model shows its done/total jobs, seconds of done video and planned USD."""
+    models = summarize(mixed(), committed_usd=0)["models"]
+    assert [(m["model"], m["done"], m["jobs"], m["video_seconds"]) for m in models] == [(T2V, 1, 1, 5), (I2V, 1, 7, 5)]
+    assert models[1]["planned_usd"] == pytest.approx(0.42 * 7)
+    assert '<table id="models">' in page(mixed())
