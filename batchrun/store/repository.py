@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from batchrun.domain import Event, Job, JobSpec
 from batchrun.errors import BatchrunError
+from batchrun.overview import CampaignStats, ErrorGroup, InFlight
 from batchrun.states import TERMINAL, JobState, can_transition
 from batchrun.store.dberrors import translate_errors
 from batchrun.store.models import campaigns, events, jobs
@@ -573,6 +574,136 @@ class Store:
                 raise StaleJobError(job_id, frozenset(JobState), None)
             self._insert_event(c, job_id, now, "moved", None, None, {"output_path": str(new_path)})
         return to_job(row)
+
+
+    # -- reporting (status, cancel, retry, export) ------------------------------------------
+
+    def campaign_stats(self, campaign_id: int, *, since: datetime) -> CampaignStats:
+        """Counts, money and timing of the campaign's active jobs; ``since`` starts the recent window."""
+        active = (jobs.c.campaign_id == campaign_id, self._active)
+        done = jobs.c.state == JobState.DONE.value
+        working = [s.value for s in (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)]
+        in_flight_since = sa.func.coalesce(jobs.c.submitted_at, jobs.c.updated_at)
+        counts = self.count_by_state(campaign_id)
+        spent = self.committed_cost(campaign_id)
+        with self._read() as c:
+            remaining, done_recent, first, last = c.execute(
+                sa.select(
+                    sa.func.coalesce(
+                        sa.func.sum(sa.case((jobs.c.state == JobState.PENDING.value, jobs.c.estimated_cost))), 0.0
+                    ),
+                    sa.func.count().filter(done, jobs.c.finished_at >= sa.literal(since, UTCDateTime())),
+                    sa.func.min(jobs.c.submitted_at),
+                    sa.func.max(jobs.c.finished_at).filter(done),
+                ).where(*active)
+            ).one()
+            oldest = c.execute(
+                sa.select(jobs.c.key, jobs.c.state, in_flight_since.label("since"))
+                .where(*active, jobs.c.state.in_(working))
+                .order_by(in_flight_since, jobs.c.id)
+                .limit(1)
+            ).first()
+        # aggregates bypass the column type: normalise them like every other datetime
+        to_dt = UTCDateTime().process_result_value
+        return CampaignStats(
+            counts=counts,
+            spent=spent,
+            remaining=float(remaining),
+            done_recent=int(done_recent),
+            since=since,
+            first_submitted_at=to_dt(first, None),
+            last_finished_at=to_dt(last, None),
+            oldest_in_flight=None if oldest is None else InFlight(oldest.key, JobState(oldest.state), oldest.since),
+        )
+
+    def error_groups(self, campaign_id: int, *, limit: int = 10, examples: int = 3) -> list[ErrorGroup]:
+        """Failed active jobs grouped by error message, most frequent first, with a few keys each."""
+        failed = (jobs.c.campaign_id == campaign_id, self._active, jobs.c.state == JobState.FAILED.value)
+        count = sa.func.count().label("n")
+        newest = sa.func.max(jobs.c.finished_at).label("newest")
+        to_dt = UTCDateTime().process_result_value
+        groups: list[ErrorGroup] = []
+        with self._read() as c:
+            rows = c.execute(
+                sa.select(jobs.c.error, count, newest)
+                .where(*failed)
+                .group_by(jobs.c.error)
+                .order_by(count.desc(), newest.desc())
+                .limit(limit)
+            ).all()
+            for error, n, last in rows:
+                match = jobs.c.error.is_(None) if error is None else jobs.c.error == error
+                keys = c.execute(
+                    sa.select(jobs.c.key).where(*failed, match).order_by(jobs.c.id).limit(examples)
+                ).scalars()
+                groups.append(ErrorGroup(error or "(no message)", int(n), tuple(keys), to_dt(last, None)))
+        return groups
+
+    def iter_jobs(self, campaign_id: int, *, include_superseded: bool = False, page: int = 1000) -> Iterator[Job]:
+        """Every job of the campaign in id order, read ``page`` rows per short transaction.
+
+        Memory stays flat however many jobs there are; jobs changed while iterating are seen as
+        they are when their page is read.
+        """
+        after = 0
+        while True:
+            query = sa.select(jobs).where(jobs.c.campaign_id == campaign_id, jobs.c.id > after)
+            if not include_superseded:
+                query = query.where(self._active)
+            with self._read() as c:
+                batch = [to_job(r) for r in c.execute(query.order_by(jobs.c.id).limit(page))]
+            yield from batch
+            if len(batch) < page:
+                return
+            after = batch[-1].id
+
+    def superseded_ids(self, campaign_id: int) -> set[int]:
+        """Ids of the campaign's superseded revisions (rows kept when a job was edited)."""
+        with self._read() as c:
+            return set(
+                c.execute(
+                    sa.select(jobs.c.id).where(jobs.c.campaign_id == campaign_id, jobs.c.superseded_at.is_not(None))
+                ).scalars()
+            )
+
+    def jobs_by_keys(self, campaign_id: int, keys: Iterable[str]) -> dict[str, Job]:
+        """The active revision of each of ``keys`` that exists (unknown keys are simply absent)."""
+        found: dict[str, Job] = {}
+        wanted = iter(dict.fromkeys(keys))
+        with self._read() as c:
+            while chunk := list(islice(wanted, 500)):
+                rows = c.execute(
+                    sa.select(jobs).where(jobs.c.campaign_id == campaign_id, self._active, jobs.c.key.in_(chunk))
+                )
+                for row in rows:
+                    job = to_job(row)
+                    found[job.key] = job
+        return found
+
+    def cancel_pending(self, job_ids: Sequence[int], reason: str, *, page: int = 500) -> list[Job | None]:
+        """pending -> cancelled for many jobs, ``page`` per transaction (what ``mark_cancelled`` does
+        to one). Per id, the cancelled ``Job`` or None when it was no longer pending (a runner took it)."""
+        moves: list[Job | None] = []
+        for start in range(0, len(job_ids), page):
+            moves.extend(
+                self.apply_transitions(
+                    [
+                        (job_id, JobState.PENDING, JobState.CANCELLED, {"error": reason, "finished_at": _at_now},
+                         {"reason": reason})
+                        for job_id in job_ids[start : start + page]
+                    ]
+                )
+            )
+        return moves
+
+    def job_keys(self, campaign_id: int) -> list[str]:
+        """Every active key of the campaign, in id order (for suggestions on a mistyped key)."""
+        with self._read() as c:
+            return list(
+                c.execute(
+                    sa.select(jobs.c.key).where(jobs.c.campaign_id == campaign_id, self._active).order_by(jobs.c.id)
+                ).scalars()
+            )
 
 
 def _at_now(now: datetime) -> datetime:
