@@ -50,9 +50,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from batchrun.cli import plan, report, run, sim
+    from batchrun.cli import jobs, manage, plan, report, run, sim
 
-    for module in (plan, report, run, sim):
+    for module in (plan, run, manage, jobs, report, sim):
         for command in module.COMMANDS:
             cli.add_command(command)
 

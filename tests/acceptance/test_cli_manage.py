@@ -1,0 +1,325 @@
+"""`batchrun status`, `cancel`, `retry` and `export` as a user runs them (in-process CLI, the
+simulator over HTTP on 127.0.0.1, a real `Runner` next to them for the cancel-while-running case)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from batchrun import planning
+from batchrun.api import RunComfyClient
+from batchrun.cli.main import cli
+from batchrun.cli.manage import watch_loop
+from batchrun.domain import canonical_json
+from batchrun.download import Downloader
+from batchrun.overview import CampaignStats, Overview
+from batchrun.polling import PollSchedule
+from batchrun.pool import Runner, RunOptions, SilentProgress
+from batchrun.retry import RetryPolicy
+from batchrun.states import JobState
+from batchrun.store import open_store, resolve_db_url
+
+I2V = "kling/kling-3.0/standard/image-to-video"
+T2V = "kling/kling-3.0/pro/text-to-video"
+TOKEN = {"RUNCOMFY_API_TOKEN": "sim-token"}
+FAST_RETRY = RetryPolicy(max_attempts=5, base=0.005, cap=0.02, max_elapsed=10, retry_after_cap=0.02)
+
+
+def manifest(folder: Path, jobs: int, *, name: str = "shots") -> Path:
+    lines = [f"name: {name}", f"model: {I2V}", "output: {dir: videos}", "defaults:", "  duration: 3",
+             "  start_image_url: https://example.com/start.png", "jobs:"]
+    for index in range(jobs):
+        lines += [f"  - id: clip{index}", f"    prompt: a paper boat on a river, number {index}"]
+    path = folder / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def batchrun(*args: str, env: dict[str, str] | None = None):
+    """The CLI in-process, as a user would type it (stdout is not a terminal: plain text)."""
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def one_line_error(result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert all(word in lines[0] for word in words), lines[0]
+
+
+def states(path: Path, name: str = "shots") -> dict[JobState, int]:
+    with open_store(resolve_db_url(None, path)) as store:
+        return store.count_by_state(store.get_campaign(name).id)
+
+
+def simulate(path: Path, *extra: str):
+    result = batchrun("run", str(path), "--simulate", "--sim-latency", "0.02", "--json", *extra)
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def test_status_of_a_manifest_shows_counts_spend_and_grouped_errors(isolated_env):
+    """After a run, `status MANIFEST` shows jobs per state, spend, ETA and failures grouped by message."""
+    path = manifest(isolated_env, 3)
+    simulate(path, "--sim-failure-rate", "1")
+    result = batchrun("status", str(path))
+    assert result.exit_code == 0, result.output
+    assert "jobs        3: done 0 · failed 3" in result.stdout
+    assert "eta         finished" in result.stdout and "$1.13 so far" in result.stdout
+    assert "3 failed jobs, by message" in result.stdout and "generation failed" in result.stdout
+    data = json.loads(batchrun("status", str(path), "--json").stdout)
+    assert data["campaign"] == "shots" and data["counts"]["failed"] == 3
+    assert sum(group["count"] for group in data["errors"]) == 3
+    assert data["spent_usd"] == pytest.approx(3 * 3 * 0.126) and data["remaining_usd"] == 0
+
+
+def test_status_without_a_campaign_lists_every_campaign_with_totals(isolated_env):
+    """`status --db` prints one line per campaign of the database and a total line."""
+    db = str(isolated_env / "all.db")
+    for name, jobs in (("alpha", 2), ("beta", 3)):
+        assert batchrun("plan", str(manifest(isolated_env, jobs, name=name)), "--db", db).exit_code == 0
+    result = batchrun("status", "--db", db)
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("2 campaign(s) in " + db)
+    assert lines[2].split()[:2] == ["alpha", "2"] and lines[3].split()[:2] == ["beta", "3"]
+    assert lines[4].split()[:2] == ["total", "5"]
+    data = json.loads(batchrun("status", "--json", env={"BATCHRUN_DB": db}).stdout)
+    assert [c["campaign"] for c in data["campaigns"]] == ["alpha", "beta"]
+    assert data["totals"]["counts"]["pending"] == 5 and data["totals"]["remaining_usd"] == pytest.approx(5 * 3 * 0.126)
+
+
+def test_status_mistakes_are_one_line_and_exit_2(isolated_env):
+    """No database, an unknown campaign (the known ones are listed) or a missing file: one line, exit 2."""
+    one_line_error(batchrun("status", "shots"), "--db", "BATCHRUN_DB")
+    one_line_error(batchrun("status", "missing.yaml"), "no such manifest")
+    one_line_error(batchrun("status", "--db", "nowhere.db"), "no batchrun database")
+    path = manifest(isolated_env, 1)
+    batchrun("plan", str(path))
+    db = str(resolve_db_url(None, path)).removeprefix("sqlite:///")
+    one_line_error(batchrun("status", "shot", "--db", db), "no campaign `shot`", "known: `shots`", "did you mean")
+
+
+def test_watch_redraws_until_stopped_and_never_sleeps_in_between_for_real(isolated_env):
+    """--watch prints a fresh block per refresh when not on a terminal (one JSON line each with --json)."""
+    calls: list[int] = []
+    sleeps: list[float] = []
+
+    def collect() -> list[Overview]:
+        calls.append(1)
+        from datetime import UTC, datetime
+
+        counts = dict.fromkeys(JobState, 0) | {JobState.DONE: len(calls)}
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        return [Overview("shots", CampaignStats(counts, 0.0, 0.0, 0, now), now)]
+
+    buffer = io.StringIO()
+    out = Console(file=buffer, force_terminal=False, width=120)
+    watch_loop(collect, 5.0, listing=False, as_json=False, label="db", iterations=2, sleep=sleeps.append, out=out)
+    text = buffer.getvalue()
+    assert "done 1" in text and "done 2" in text and sleeps == [5.0]
+    buffer.seek(0), buffer.truncate()
+    watch_loop(collect, 1.0, listing=False, as_json=True, label="db", iterations=2, sleep=sleeps.append, out=out)
+    documents = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert [d["counts"]["done"] for d in documents] == [3, 4]
+
+
+# -- retry ------------------------------------------------------------------------------------
+
+
+def test_retry_puts_failed_jobs_back_and_run_reruns_exactly_them(isolated_env):
+    """`retry KEY` then `retry --failed` reset just those jobs (history kept); each run submits only them."""
+    path = manifest(isolated_env, 3)
+    simulate(path, "--sim-failure-rate", "1")
+    result = batchrun("retry", str(path), "clip1-t1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["reset"] == 1
+    assert simulate(path)["submitted"] == 1
+    assert states(path)[JobState.DONE] == 1
+    result = batchrun("retry", str(path), "--failed")
+    assert "2 job(s) back to pending" in result.stdout and "clip0-t1" in result.stdout
+    assert simulate(path)["submitted"] == 2
+    assert states(path)[JobState.DONE] == 3
+    with open_store(resolve_db_url(None, path)) as store:
+        job = store.get_job_by_key(store.get_campaign("shots").id, "clip0-t1")
+        moves = [e.to_state for e in store.history(job.id) if e.kind == "transition"]
+    assert JobState.FAILED in moves and moves[-1] is JobState.DONE  # the failure is still in its history
+
+
+def test_retry_leaves_pending_jobs_and_refuses_unknown_keys(isolated_env):
+    """A pending job is left as it is; a mistyped key is one line with a suggestion, exit 2."""
+    path = manifest(isolated_env, 2)
+    batchrun("plan", str(path))
+    result = batchrun("retry", str(path), "clip0-t1")
+    assert result.exit_code == 0 and "already pending" in result.stdout
+    one_line_error(batchrun("retry", str(path), "clip1-t"), "unknown job key", "`clip1-t`", "did you mean `clip1-t1`")
+    one_line_error(batchrun("retry", str(path)), "--failed")
+
+
+# -- cancel -----------------------------------------------------------------------------------
+
+
+def test_cancelling_pending_jobs_needs_no_token(isolated_env):
+    """Pending jobs are cancelled locally without RUNCOMFY_API_TOKEN; a later run leaves them alone."""
+    path = manifest(isolated_env, 3)
+    batchrun("plan", str(path))
+    result = batchrun("cancel", str(path), "clip0-t1")
+    assert result.exit_code == 0, result.output
+    assert "clip0-t1" in result.stdout and "cancelled (was never sent)" in result.stdout
+    result = batchrun("cancel", str(path), "--all", "--json")
+    assert json.loads(result.stdout)["cancelled"] == 2
+    assert states(path)[JobState.CANCELLED] == 3
+    assert simulate(path)["submitted"] == 0
+
+
+def _submit_all(path: Path, simulator) -> None:
+    """Submit every pending job of the campaign, as a run would, and stop (a run that crashed)."""
+    with open_store(resolve_db_url(None, path)) as store:
+        campaign = store.get_campaign("shots")
+
+        async def submit() -> None:
+            async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client:
+                for job in store.jobs_in_states(campaign.id, [JobState.PENDING]):
+                    store.begin_submit(job.id)
+                    store.record_submission(job.id, (await client.submit(job.model, dict(job.input))).request_id)
+
+        anyio.run(submit)
+
+
+def test_cancel_asks_runcomfy_for_queued_jobs_and_reports_running_ones(isolated_env, make_simulator):
+    """Queued jobs are cancelled at RunComfy; one already generating is reported as still billed; exit 1."""
+    from batchrun.sim import Latency
+
+    simulator = make_simulator(latency=Latency(kind="manual"), capacity=1)
+    path = manifest(isolated_env, 3)
+    batchrun("plan", str(path))
+    _submit_all(path, simulator)
+    one_line_error(batchrun("cancel", str(path), "--all", "--base-url", simulator.base_url), "RUNCOMFY_API_TOKEN")
+    result = batchrun("cancel", str(path), "--all", "--base-url", simulator.base_url, "--json", env=TOKEN)
+    assert result.exit_code == 1, result.output
+    outcomes = {job["key"]: job["action"] for job in json.loads(result.stdout)["jobs"]}
+    assert sorted(outcomes.values()) == ["cancelled_at_runcomfy", "cancelled_at_runcomfy", "not_cancellable"]
+    assert simulator.stats().cancelled == 2
+    assert states(path)[JobState.CANCELLED] == 2 and states(path)[JobState.QUEUED] == 1
+    text = batchrun("cancel", str(path), "--all", "--base-url", simulator.base_url, env=TOKEN).stdout
+    assert "still running at RunComfy, will be billed" in text
+
+
+class _QueuedSignal(SilentProgress):
+    """Tells the test when the run has `count` jobs recorded as submitted."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.seen, self.event = count, 0, threading.Event()
+
+    def moved(self, key, old, new, note=None) -> None:
+        if new is JobState.QUEUED:
+            self.seen += 1
+            if self.seen >= self.count:
+                self.event.set()
+
+
+def test_a_running_run_stops_waiting_for_jobs_cancelled_under_it(isolated_env, make_simulator):
+    """`cancel --all` during a run: the run ends with those jobs cancelled instead of waiting for them."""
+    from batchrun.sim import Latency
+
+    simulator = make_simulator(latency=Latency(kind="manual"), capacity=1)
+    path = manifest(isolated_env, 5)
+    loaded = planning.load(path)
+    store = open_store(resolve_db_url(None, path))
+    report = planning.plan_campaign(loaded, store)
+    signal = _QueuedSignal(3)
+    outcome: dict[str, object] = {}
+
+    async def run() -> None:
+        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client, Downloader(
+            retry=FAST_RETRY
+        ) as downloader:
+            runner = Runner(store, campaign_id=report.campaign_id, campaign_name="shots",
+                            output_dir=report.output_dir, client=client, downloader=downloader,
+                            options=RunOptions(concurrency=3), progress=signal,
+                            schedule=PollSchedule(first=0.02, cap=0.1, floor=0.02, max_idle=0.1))
+            outcome["summary"] = await runner.run()
+
+    thread = threading.Thread(target=lambda: anyio.run(run), daemon=True)
+    thread.start()
+    try:
+        assert signal.event.wait(30), "the run never submitted 3 jobs"
+        result = batchrun("cancel", str(path), "--all", "--base-url", simulator.base_url, "--json", env=TOKEN)
+        actions = sorted(job["action"] for job in json.loads(result.stdout)["jobs"])
+        assert actions == ["cancelled", "cancelled", "cancelled_at_runcomfy", "cancelled_at_runcomfy",
+                           "not_cancellable"]
+        simulator.finish()  # the one RunComfy was already generating completes (and is billed)
+        thread.join(60)
+        assert not thread.is_alive(), "the run kept waiting for cancelled jobs"
+    finally:
+        store.close()
+    summary = outcome["summary"]
+    assert summary.counts[JobState.DONE] == 1 and summary.counts[JobState.CANCELLED] == 4
+    assert simulator.stats().jobs_created == 3
+
+
+# -- export -----------------------------------------------------------------------------------
+
+RICH = f"""name: launch
+model: {T2V}
+output: {{dir: out}}
+defaults: {{duration: 5, sound: false}}
+matrix:
+  aspect_ratio: ["16:9", "9:16"]
+jobs:
+  - id: hero
+    prompt: "Our {{{{brand}}}} hero, {{aspect_ratio}}, with a comma"
+    takes: 2
+    cfg_scale: 0.5
+  - prompt: A calm lake at dawn
+    duration: 6
+    multi_prompt: [{{prompt: "mist rises", duration: 3}}, {{prompt: "the sun appears", duration: 3}}]
+"""
+
+
+def _jobs_of(path: Path, **kwargs) -> dict[str, tuple[str, str]]:
+    return {spec.key: (spec.model, canonical_json(dict(spec.input))) for spec in planning.load(path, **kwargs).jobs()}
+
+
+def test_csv_export_is_a_manifest_that_reruns_the_same_jobs(isolated_env):
+    """Export a finished campaign to CSV: it validates, and plans the same model and input for every job."""
+    path = isolated_env / "launch.yaml"
+    path.write_text(RICH)
+    assert simulate(path)["counts"]["done"] == 6
+    result = batchrun("export", str(path), "-o", "export.csv")
+    assert result.exit_code == 0 and "exported 6 job(s)" in result.stdout
+    checked = subprocess.run([sys.executable, "-m", "batchrun", "validate", "export.csv", "--model", T2V],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    original, again = _jobs_of(path), _jobs_of(isolated_env / "export.csv", model=T2V)
+    assert sorted(original.values()) == sorted(again.values())
+    takes = {key for key in original if key.startswith("hero-")}
+    assert set(again) == {key + "-t1" if key in takes else key for key in original}  # one-take keys unchanged
+    rows = list(csv.DictReader((isolated_env / "export.csv").open()))
+    assert {row["_state"] for row in rows} == {"done"} and all(len(row["_sha256"]) == 64 for row in rows)
+    assert all(Path(row["_output_path"]).is_file() and float(row["_estimated_cost_usd"]) > 0 for row in rows)
+
+
+def test_jsonl_export_streams_one_object_per_job(isolated_env):
+    """`export --format jsonl` prints one JSON object per job with its input nested; -o --json summarises."""
+    path = manifest(isolated_env, 3)
+    simulate(path)
+    result = batchrun("export", str(path), "--format", "jsonl")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["key"] for row in rows] == ["clip0-t1", "clip1-t1", "clip2-t1"]
+    assert rows[0]["input"]["prompt"] == rows[0]["prompt"] and rows[0]["request_id"] and rows[0]["attempts"] == 1
+    summary = json.loads(batchrun("export", str(path), "-o", "all.jsonl", "--json").stdout)
+    assert summary == {"campaign": "shots", "format": "jsonl", "rows": 3, "output": "all.jsonl"}
+    assert len((isolated_env / "all.jsonl").read_text().splitlines()) == 3
