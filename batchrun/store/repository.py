@@ -647,10 +647,13 @@ class Store:
         """
         after = 0
         while True:
-            query = sa.select(jobs).where(jobs.c.campaign_id == campaign_id, jobs.c.id > after)
-            if not include_superseded:
-                query = query.where(self._active)
             with self._read() as c:
+                # SQLite without statistics would take the (campaign_id, state) index and sort the
+                # whole campaign for every page; `+ 0` leaves it the id range of the primary key
+                campaign = jobs.c.campaign_id + 0 if c.dialect.name == "sqlite" else jobs.c.campaign_id
+                query = sa.select(jobs).where(campaign == campaign_id, jobs.c.id > after)
+                if not include_superseded:
+                    query = query.where(self._active)
                 batch = [to_job(r) for r in c.execute(query.order_by(jobs.c.id).limit(page))]
             yield from batch
             if len(batch) < page:
