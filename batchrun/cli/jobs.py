@@ -36,6 +36,8 @@ RETRYABLE = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.DONE})
 CANCEL_REASON = "cancelled by `batchrun cancel`"
 REMOTE_REASON = "cancelled at RunComfy by `batchrun cancel`"
 RETRY_REASON = "put back to pending by `batchrun retry`"
+#: jobs listed one per line by a command (all of them with --json)
+SHOWN_ROWS = 100
 #: simultaneous cancel requests to RunComfy
 CANCEL_CONCURRENCY = 8
 
@@ -65,8 +67,11 @@ def show_outcomes(title: str, outcomes: list[Outcome], as_json: bool, extra: dic
     out = console()
     out.print(Text(title))
     if outcomes:
-        rows = [[o.key, o.state.value, o.message] for o in outcomes]
+        first = sorted(outcomes, key=lambda o: o.ok)  # what still needs attention comes first
+        rows = [[o.key, o.state.value, o.message] for o in first[:SHOWN_ROWS]]
         table(out, ("key", "was", "result"), rows)
+    if len(outcomes) > SHOWN_ROWS:
+        out.print(Text(f"… and {len(outcomes) - SHOWN_ROWS} more (--json lists every job)"))
 
 
 # --- cancel ----------------------------------------------------------------------------------
@@ -107,8 +112,10 @@ def cancel(args: tuple[str, ...], all_jobs: bool, db: str | None, base_url: str,
             )
         outcomes = cancel_jobs(store, chosen, base_url=base_url, token=token)
     cancelled = sum(o.action.startswith("cancelled") for o in outcomes)
+    billed = sum(o.action == "not_cancellable" for o in outcomes)
     show_outcomes(
-        f"campaign {campaign.name}: {cancelled} of {len(outcomes)} job(s) cancelled",
+        f"campaign {campaign.name}: {cancelled} of {len(outcomes)} job(s) cancelled"
+        + (f"; {billed} still running at RunComfy (billed)" if billed else ""),
         outcomes, as_json, {"campaign": campaign.name, "cancelled": cancelled},
     )
     click.get_current_context().exit(0 if all(o.ok for o in outcomes) else 1)

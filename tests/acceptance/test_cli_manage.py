@@ -323,3 +323,16 @@ def test_jsonl_export_streams_one_object_per_job(isolated_env):
     summary = json.loads(batchrun("export", str(path), "-o", "all.jsonl", "--json").stdout)
     assert summary == {"campaign": "shots", "format": "jsonl", "rows": 3, "output": "all.jsonl"}
     assert len((isolated_env / "all.jsonl").read_text().splitlines()) == 3
+
+
+def test_long_results_list_problems_first_and_say_how_many_more(capsys):
+    """With thousands of jobs the table shows 100 rows, those needing attention first, and counts the rest."""
+    from batchrun.cli.jobs import SHOWN_ROWS, Outcome, show_outcomes
+
+    outcomes = [Outcome(f"k{i}-t1", JobState.PENDING, "cancelled", "cancelled (was never sent)") for i in range(150)]
+    outcomes.append(Outcome("late-t1", JobState.RUNNING, "not_cancellable", "still running at RunComfy, will be billed",
+                            ok=False))
+    show_outcomes("title", outcomes, False, {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("late-t1") and len(lines) == 2 + SHOWN_ROWS + 1
+    assert lines[-1] == f"… and {151 - SHOWN_ROWS} more (--json lists every job)"
