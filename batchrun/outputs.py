@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -82,9 +81,14 @@ def sidecar_document(
 
 
 def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it into place."""
+    """Write JSON to ``<path>.part``, fsync it, then rename it into place.
+
+    The temporary name is fixed, not random: a crash mid-write leaves a ``.part`` that the next
+    attempt overwrites, never an orphan nobody cleans up.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    temporary = path.with_name(path.name + ".part")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2, ensure_ascii=False, default=str)
@@ -93,5 +97,5 @@ def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise

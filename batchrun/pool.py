@@ -80,6 +80,10 @@ class RunOptions:
     verify_done: bool = True  #: re-hash done jobs' files and fetch again those missing or corrupt
     max_resubmits: int = 3  #: per job and run, under ``--on-unknown-submit=resubmit``
     budget: float | None = None  #: USD; estimated cost of all submissions never exceeds it
+    #: POSTs in flight at once. Each one whose answer a crash loses is a job in doubt (see the
+    #: `submitting` policy), so this bounds what a kill -9 can leave unknown; submits are fast
+    #: next to generation times, so a few lanes keep the in-flight cap full.
+    submit_parallelism: int = 4
 
 
 @dataclass
@@ -187,6 +191,7 @@ class Runner:
         self._download_send, self._download_receive = anyio.create_memory_object_stream[Job](math.inf)
         self._tg: TaskGroup | None = None
         self._committed = 0.0  # estimated USD of every submission attempt so far (for the budget)
+        self._post_lanes = anyio.CapacityLimiter(options.submit_parallelism)
 
     # ------------------------------------------------------------------ entry points
 
@@ -368,6 +373,10 @@ class Runner:
                 self._finish_one()
 
     async def _try_submit(self, job: Job) -> str:
+        async with self._post_lanes:  # the job stays `pending` until its POST really starts
+            return await self._post(job)
+
+    async def _post(self, job: Job) -> str:
         if self._stop_submitting:
             return "skipped"
         try:

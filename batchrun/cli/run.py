@@ -37,6 +37,10 @@ SIM_TOKEN = "sim-token"
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
               envvar="BATCHRUN_CONCURRENCY", show_envvar=True,
               help="Most jobs submitted and unfinished at RunComfy at any moment.")
+@click.option("--submit-parallelism", type=click.IntRange(min=1), default=4, show_default=True,
+              envvar="BATCHRUN_SUBMIT_PARALLELISM", show_envvar=True,
+              help="Most submit requests in flight at once; a crash can leave at most this many jobs in doubt "
+              "(see --on-unknown-submit).")
 @click.option("--downloads", type=click.IntRange(min=1), default=4, show_default=True,
               envvar="BATCHRUN_DOWNLOADS", show_envvar=True, help="Most simultaneous downloads.")
 @click.option("--base-url", envvar=protocol.BASE_URL_ENV, show_envvar=True, default=protocol.DEFAULT_BASE_URL,
@@ -69,6 +73,7 @@ def run(
     prices_file: Path | None,
     out_dir: Path | None,
     concurrency: int,
+    submit_parallelism: int,
     downloads: int,
     base_url: str,
     unknown_submit: str,
@@ -98,6 +103,7 @@ def run(
         )
     options = RunOptions(
         concurrency=concurrency,
+        submit_parallelism=submit_parallelism,
         downloads=downloads,
         unknown_submit=UnknownSubmitPolicy(unknown_submit),
         verify_done=not no_verify,

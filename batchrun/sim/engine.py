@@ -110,7 +110,7 @@ class Engine:
         self._wall_offset = wall_clock() - clock()
         self.rng = rng if rng is not None else random.Random(config.seed)
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)  # notified whenever a job is created
+        self.changed = threading.Condition(self.lock)  # notified on every request and job created
         self.balance = config.balance
         self.jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()  # FIFO of in_queue jobs
@@ -182,6 +182,7 @@ class Engine:
     def count_request(self, kind: str) -> None:
         with self.lock:
             self.requests[kind] += 1
+            self.changed.notify_all()
 
     def count_fault(self, kind: str) -> None:
         with self.lock:
@@ -290,10 +291,15 @@ class Engine:
         with self.changed:
             return self.changed.wait_for(lambda: len(self.jobs) >= count, timeout=timeout)
 
-    def set_latency(self, latency: Latency) -> None:
-        """Jobs created from now on take this latency."""
+    def wait_for_requests(self, count: int, timeout: float) -> bool:
+        """Block until at least ``count`` requests of any kind were answered (False on timeout)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: sum(self.requests.values()) >= count, timeout=timeout)
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Change SimConfig fields (latency, failure_rate, ...) for jobs created from now on."""
         with self.lock:
-            self.config = dataclasses.replace(self.config, latency=latency)
+            self.config = dataclasses.replace(self.config, **changes)
 
     def set_balance(self, usd: float | None) -> None:
         with self.lock:

@@ -134,9 +134,17 @@ class Simulator:
     def set_balance(self, usd: float | None) -> None:
         self.engine.set_balance(usd)
 
+    def wait_for_requests(self, count: int, timeout: float = 60.0) -> bool:
+        """Block (without polling) until ``count`` requests of any kind were answered."""
+        return self.engine.wait_for_requests(count, timeout)
+
     def set_latency(self, latency: Latency) -> None:
         """Jobs created from now on take this latency (e.g. leave manual mode)."""
-        self.engine.set_latency(latency)
+        self.engine.reconfigure(latency=latency)
+
+    def set_failure_rate(self, rate: float) -> None:
+        """Jobs created from now on fail with this probability."""
+        self.engine.reconfigure(failure_rate=rate)
 
     def wait_for_jobs(self, count: int, timeout: float = 60.0) -> bool:
         """Block (without polling) until ``count`` jobs exist; for tests that act mid-run."""
