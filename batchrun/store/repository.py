@@ -25,6 +25,7 @@ from batchrun.errors import BatchrunError
 from batchrun.overview import CampaignStats, ErrorGroup, InFlight
 from batchrun.states import TERMINAL, JobState, can_transition
 from batchrun.store.dberrors import translate_errors
+from batchrun.store.leases import Leases
 from batchrun.store.models import campaigns, events, jobs
 from batchrun.store.planning import PAGE, Active, PlanCounts, Tally, new_row
 from batchrun.store.rows import CampaignRecord, to_campaign, to_event, to_job
@@ -59,7 +60,7 @@ def _states(value: JobState | Collection[JobState]) -> frozenset[JobState]:
     return frozenset(JobState(s) for s in value)
 
 
-class Store:
+class Store(Leases):
     """Everything batchrun reads from and writes to its database."""
 
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] = utcnow, label: str | None = None) -> None:
@@ -434,20 +435,25 @@ class Store:
         if bad:
             raise ValueError(f"transition cannot set {sorted(bad)}")
         now = self._now()
-        current = c.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id).with_for_update()).scalar()
+        values = {name: (value(now) if callable(value) else value) for name, value in fields.items()}
+        values.update(state=new.value, updated_at=now)
+        statement, params = _guarded_update(values, now)
+        if len(wanted) == 1 and can_transition(only := next(iter(wanted)), new):
+            # the hot path (one expected state, a legal move): the guarded UPDATE is the check, so
+            # no SELECT first; the state is only read when it matched nothing, to name it
+            row = c.execute(statement, {**params, "match_id": job_id, "match_state": only.value}).first()
+            if row is None:
+                current = c.execute(_STATE_OF, {"match_id": job_id}).scalar()
+                raise StaleJobError(job_id, wanted, JobState(current) if current is not None else None)
+            self._insert_event(c, job_id, now, "transition", only, new, detail or {})
+            return to_job(row)
+        current = c.execute(_STATE_OF_FOR_UPDATE, {"match_id": job_id}).scalar()
         actual = JobState(current) if current is not None else None
         if actual is None or actual not in wanted:
             raise StaleJobError(job_id, wanted, actual)
         if not can_transition(actual, new):
             raise ValueError(f"illegal transition for job {job_id}: {actual} -> {new}")
-        values = {name: (value(now) if callable(value) else value) for name, value in fields.items()}
-        values.update(state=new.value, updated_at=now)
-        row = c.execute(
-            sa.update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.state == actual.value)
-            .values(**values)
-            .returning(*jobs.c)
-        ).one()
+        row = c.execute(statement, {**params, "match_id": job_id, "match_state": actual.value}).one()
         self._insert_event(c, job_id, now, "transition", actual, new, detail or {})
         return to_job(row)
 
@@ -461,20 +467,21 @@ class Store:
         to_state: JobState | None,
         detail: Mapping[str, Any],
     ) -> None:
-        c.execute(
-            sa.insert(events).values(
-                job_id=job_id,
-                at=at,
-                kind=kind,
-                from_state=from_state.value if from_state else None,
-                to_state=to_state.value if to_state else None,
-                detail=dict(detail),
-            )
+        c.execute(  # one statement for every event (parameters, not .values()): compiled once
+            _INSERT_EVENT,
+            {
+                "job_id": job_id,
+                "at": at,
+                "kind": kind,
+                "from_state": from_state.value if from_state else None,
+                "to_state": to_state.value if to_state else None,
+                "detail": dict(detail),
+            },
         )
 
     def begin_submit(self, job_id: int) -> Job:
         """pending -> submitting, before the POST: a crash from here on is resolved by resume."""
-        return self.transition(job_id, JobState.PENDING, JobState.SUBMITTING, attempts=jobs.c.attempts + 1)
+        return self.transition(job_id, JobState.PENDING, JobState.SUBMITTING, attempts=_NEXT_ATTEMPT)
 
     def record_submission(self, job_id: int, request_id: str) -> Job:
         """submitting -> queued, right after RunComfy answered with a request id."""
@@ -499,20 +506,28 @@ class Store:
             JobState.DOWNLOADING,
             detail={"result_urls": list(result_urls)},
             result_urls=list(result_urls),
-            finished_at=lambda now: sa.func.coalesce(jobs.c.finished_at, sa.literal(now, UTCDateTime())),
+            finished_at=_KEEP_FINISHED,
         )
 
-    def mark_done(self, job_id: int, *, output_path: str, size: int, sha256: str) -> Job:
-        """downloading -> done, once the file is in place and verified."""
-        return self.transition(
-            job_id,
-            JobState.DOWNLOADING,
-            JobState.DONE,
-            detail={"output_path": str(output_path), "size": size, "sha256": sha256},
-            output_path=str(output_path),
-            size=size,
-            sha256=sha256,
-        )
+    def mark_done(
+        self,
+        job_id: int,
+        *,
+        output_path: str,
+        size: int,
+        sha256: str,
+        downloaded: Sequence[Mapping[str, Any]] = (),
+    ) -> Job:
+        """downloading -> done, once the file is in place and verified.
+
+        ``downloaded``: details of "downloaded" events to record first, in the same transaction
+        (one commit per finished job instead of one per file plus one).
+        """
+        fields = {"output_path": str(output_path), "size": size, "sha256": sha256}
+        with self._write() as c:
+            for detail in downloaded:
+                self._insert_event(c, job_id, self._now(), "downloaded", None, None, detail)
+            return self._transition(c, job_id, JobState.DOWNLOADING, JobState.DONE, dict(fields), fields)
 
     def mark_failed(self, job_id: int, error: str, *, from_states: Collection[JobState] | None = None) -> Job:
         """Any non-terminal state (or one of ``from_states``) -> failed, with the reason."""
@@ -707,6 +722,43 @@ class Store:
                     sa.select(jobs.c.key).where(jobs.c.campaign_id == campaign_id, self._active).order_by(jobs.c.id)
                 ).scalars()
             )
+
+
+_INSERT_EVENT = sa.insert(events)
+_STATE_OF = sa.select(jobs.c.state).where(jobs.c.id == sa.bindparam("match_id"))
+_STATE_OF_FOR_UPDATE = _STATE_OF.with_for_update()
+#: SQL values of transitions, shared so the statements using them are built once
+_NEXT_ATTEMPT = jobs.c.attempts + 1
+_KEEP_FINISHED = sa.func.coalesce(jobs.c.finished_at, sa.bindparam("at_now", type_=UTCDateTime()))
+_UPDATES: dict[tuple[Any, ...], Any] = {}
+
+
+def _guarded_update(values: Mapping[str, Any], now: datetime) -> tuple[Any, dict[str, Any]]:
+    """``UPDATE jobs SET <values> WHERE id = :match_id AND state = :match_state RETURNING *``,
+    built once per shape (column names and shared SQL values) and reused: building and caching
+    a statement per call cost more than executing it. Plain values travel as parameters."""
+    clauses = tuple(id(v) for v in values.values() if isinstance(v, sa.ClauseElement))
+    # only the shared SQL values above may be part of a key: a one-off expression's id can be reused
+    cacheable = all(v is _NEXT_ATTEMPT or v is _KEEP_FINISHED for v in values.values() if isinstance(v, sa.ClauseElement))
+    key = (tuple(values), clauses)
+    statement = _UPDATES.get(key) if cacheable else None
+    if statement is None:
+        sets = {
+            name: value if isinstance(value, sa.ClauseElement) else sa.bindparam(f"set_{name}", type_=jobs.c[name].type)
+            for name, value in values.items()
+        }
+        statement = (
+            sa.update(jobs)
+            .where(jobs.c.id == sa.bindparam("match_id"), jobs.c.state == sa.bindparam("match_state"))
+            .values(sets)
+            .returning(*jobs.c)
+        )
+        if cacheable and len(_UPDATES) < 256:  # shapes are few
+            _UPDATES[key] = statement
+    params = {f"set_{name}": value for name, value in values.items() if not isinstance(value, sa.ClauseElement)}
+    if any(value is _KEEP_FINISHED for value in values.values()):
+        params["at_now"] = now
+    return statement, params
 
 
 def _at_now(now: datetime) -> datetime:

@@ -1,0 +1,199 @@
+"""Several runners on one campaign: claims, leases and the campaign-wide in-flight cap.
+
+A runner never works on a job it has not claimed. Claiming sets ``runner_id`` and a lease
+(``lease_expires_at``); the runner renews all its leases with one UPDATE per heartbeat. When a
+runner dies its leases run out and any other runner takes its jobs over: jobs with a request id
+are polled (never resubmitted), jobs in ``downloading`` are downloaded, and jobs caught in
+``submitting`` follow the ``--on-unknown-submit`` policy of the runner that finds them.
+
+The cap: ``claim_pending`` locks the campaign row (``SELECT ... FOR UPDATE`` on PostgreSQL; on
+SQLite one writer at a time already serialises it), counts the campaign's jobs in flight (every
+job RunComfy may be working on for us, whoever submitted it, plus pending jobs claimed under a
+live lease, which are about to be), and claims at most ``cap - in_flight`` pending rows with
+``FOR UPDATE SKIP LOCKED``, in short transactions. All runners together therefore never have
+more than ``cap`` jobs submitted-and-unfinished at RunComfy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from batchrun.domain import Job
+from batchrun.states import JobState
+from batchrun.store.models import campaigns, events, jobs
+from batchrun.store.rows import to_job
+
+if TYPE_CHECKING:  # pragma: no cover
+    from batchrun.store.repository import Store
+
+#: jobs RunComfy has (or may have) for us whatever their lease says
+_AT_RUNCOMFY = (JobState.QUEUED.value, JobState.RUNNING.value)
+#: states a runner holds a lease on while it works on them
+_LEASED = (
+    JobState.PENDING.value,
+    JobState.SUBMITTING.value,
+    JobState.QUEUED.value,
+    JobState.RUNNING.value,
+    JobState.DOWNLOADING.value,
+)
+
+
+class Leases:
+    """Mixed into ``Store``: everything about who works on which job."""
+
+    def in_flight(self: Store, campaign_id: int) -> int:
+        """Jobs counted against the campaign-wide cap right now."""
+        with self._read() as c:
+            return self._in_flight(c, campaign_id, self._now())
+
+    def _in_flight(self: Store, c: Connection, campaign_id: int, now: datetime) -> int:
+        live = jobs.c.lease_expires_at > now
+        query = sa.select(sa.func.count()).where(
+            jobs.c.campaign_id == campaign_id,
+            sa.or_(
+                jobs.c.state.in_(_AT_RUNCOMFY),
+                # a submit under way (a held one, whose lease ran out, may or may not be at RunComfy:
+                # it is reported and no longer counted, or the campaign would stall on it)
+                sa.and_(jobs.c.state == JobState.SUBMITTING.value, live),
+                # claimed and about to be submitted
+                sa.and_(jobs.c.state == JobState.PENDING.value, jobs.c.runner_id.is_not(None), live),
+            ),
+        )
+        return int(c.execute(query).scalar_one())
+
+    def claim_pending(
+        self: Store, campaign_id: int, runner_id: str, *, limit: int, cap: int, lease_seconds: float
+    ) -> list[Job]:
+        """Claim up to ``limit`` pending jobs (oldest first) without the campaign passing ``cap`` in flight."""
+        if limit <= 0:
+            return []
+        now = self._now()
+        with self._write() as c:
+            # serialise claimers of this campaign: the count below must not go stale before the UPDATE
+            c.execute(sa.select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update())
+            room = min(limit, cap - self._in_flight(c, campaign_id, now))
+            if room <= 0:
+                return []
+            candidates = (
+                sa.select(jobs.c.id)
+                .where(
+                    jobs.c.campaign_id == campaign_id,
+                    jobs.c.superseded_at.is_(None),
+                    jobs.c.state == JobState.PENDING.value,
+                    sa.or_(jobs.c.runner_id.is_(None), jobs.c.lease_expires_at <= now),
+                )
+                .order_by(jobs.c.id)
+                .limit(room)
+                .with_for_update(skip_locked=True)
+            )
+            ids = [row[0] for row in c.execute(candidates)]
+            if not ids:
+                return []
+            c.execute(
+                sa.update(jobs)
+                .where(jobs.c.id.in_(ids))
+                .values(runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            return [to_job(r) for r in c.execute(sa.select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.id))]
+
+    def unclaim(self: Store, job_ids: Collection[int], runner_id: str) -> None:
+        """Give back claimed jobs this runner will not submit after all (they stay pending)."""
+        if not job_ids:
+            return
+        with self._write() as c:
+            c.execute(
+                sa.update(jobs)
+                .where(jobs.c.id.in_(list(job_ids)), jobs.c.runner_id == runner_id,
+                       jobs.c.state == JobState.PENDING.value)
+                .values(runner_id=None, lease_expires_at=None)
+            )
+
+    def renew_leases(self: Store, runner_id: str, *, lease_seconds: float) -> int:
+        """Extend every lease this runner holds (one statement per heartbeat); returns how many."""
+        now = self._now()
+        with self._write() as c:
+            result = c.execute(
+                sa.update(jobs)
+                .where(jobs.c.runner_id == runner_id, jobs.c.state.in_(_LEASED))
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            return int(result.rowcount or 0)
+
+    def take_over(
+        self: Store,
+        campaign_id: int,
+        runner_id: str,
+        *,
+        lease_seconds: float,
+        states: Collection[JobState],
+        force: bool = False,
+        limit: int = 10_000,
+    ) -> list[Job]:
+        """Take the campaign's jobs in ``states`` whose lease ran out (or that nobody holds).
+
+        ``force`` takes them whatever their lease says: for a runner that knows it is alone (it
+        holds the SQLite run lock), so a restart after kill -9 does not wait for old leases.
+        The jobs of superseded revisions are included: RunComfy still works on them.
+        """
+        now = self._now()
+        with self._write() as c:
+            query = sa.select(jobs.c.id).where(
+                jobs.c.campaign_id == campaign_id,
+                jobs.c.state.in_([JobState(s).value for s in states]),
+                sa.or_(jobs.c.runner_id.is_(None), jobs.c.runner_id != runner_id),
+            )
+            if not force:
+                query = query.where(sa.or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at <= now))
+            ids = [r[0] for r in c.execute(query.order_by(jobs.c.id).limit(limit).with_for_update(skip_locked=True))]
+            if not ids:
+                return []
+            previous = dict(c.execute(sa.select(jobs.c.id, jobs.c.runner_id).where(jobs.c.id.in_(ids))).all())
+            c.execute(
+                sa.update(jobs)
+                .where(jobs.c.id.in_(ids))
+                .values(runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            moved = [
+                {"job_id": job_id, "at": now, "kind": "taken_over", "from_state": None, "to_state": None,
+                 "detail": {"from_runner": previous[job_id], "by_runner": runner_id}}
+                for job_id in ids
+                if previous.get(job_id) is not None
+            ]
+            if moved:
+                c.execute(sa.insert(events), moved)
+            return [to_job(r) for r in c.execute(sa.select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.id))]
+
+    def release_runner(self: Store, runner_id: str) -> None:
+        """On a clean exit: give back claimed pending jobs and drop this runner's leases."""
+        with self._write() as c:
+            c.execute(
+                sa.update(jobs)
+                .where(jobs.c.runner_id == runner_id, jobs.c.state == JobState.PENDING.value)
+                .values(runner_id=None, lease_expires_at=None)
+            )
+            c.execute(
+                sa.update(jobs)
+                .where(jobs.c.runner_id == runner_id)
+                .values(lease_expires_at=self._now())
+            )
+
+    def unfinished_elsewhere(self: Store, campaign_id: int, runner_id: str) -> int:
+        """Jobs other runners hold under a live lease (a survivor waits for them: their runner may die)."""
+        now = self._now()
+        with self._read() as c:
+            return int(
+                c.execute(
+                    sa.select(sa.func.count()).where(
+                        jobs.c.campaign_id == campaign_id,
+                        jobs.c.runner_id.is_not(None),
+                        jobs.c.runner_id != runner_id,
+                        jobs.c.lease_expires_at > now,
+                        jobs.c.state.in_(_LEASED),
+                    )
+                ).scalar_one()
+            )
