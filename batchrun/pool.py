@@ -417,7 +417,9 @@ class Runner:
         now = self.clock.monotonic()
         tracked = _Tracked(job.id, job.key, job.model, submission.request_id, JobState.QUEUED, PollState(now))
         self._tracked[job.id] = tracked
-        self._push(self.schedule.first_due(submitted_at=now, now=now, estimate=self._estimate(job.model)), tracked)
+        due = self.schedule.first_due(submitted_at=now, now=now, estimate=self._estimate(job.model),
+                                      ages=self._check_ages(job.model))
+        self._push(due, tracked)
         return "submitted"
 
     def _back_to_pending(self, job: Job, error: BaseException) -> None:
@@ -429,6 +431,13 @@ class Runner:
     def _estimate(self, model: str) -> float | None:
         latency = self.latencies.get(model)
         return latency.estimate() if latency else None
+
+    def _check_ages(self, model: str) -> tuple[float, ...] | None:
+        latency = self.latencies.get(model)
+        if latency is None:
+            return None
+        s = self.schedule
+        return latency.check_ages(lateness=s.lateness, cap=s.cap, floor=s.floor)
 
     def _push(self, due: float, tracked: _Tracked) -> None:
         self._queue.push(tracked.job_id, due)
@@ -486,7 +495,9 @@ class Runner:
                 if not self._move_tracked(tracked, JobState.QUEUED, JobState.RUNNING, self.store.mark_running):
                     return
             tracked.poll = tracked.poll.checked(now)
-            self._push(self.schedule.next_due(tracked.poll, now, estimate=self._estimate(tracked.model)), tracked)
+            due = self.schedule.next_due(tracked.poll, now, estimate=self._estimate(tracked.model),
+                                         ages=self._check_ages(tracked.model))
+            self._push(due, tracked)
             return
         if status == "completed":
             urls = tuple(report.output_urls)
@@ -499,7 +510,7 @@ class Runner:
                 self._fail_tracked(tracked, "RunComfy reported the job completed but returned no output URL")
                 return
             if not tracked.resumed:
-                self.latencies.setdefault(tracked.model, LatencyModel()).record(now - tracked.poll.submitted_at)
+                self.latencies.setdefault(tracked.model, LatencyModel()).record(_duration(report, tracked.poll, now))
             self._finish_at_runcomfy(tracked)
             try:
                 job = self.store.mark_downloading(tracked.job_id, urls)
@@ -568,7 +579,6 @@ class Runner:
                 files.append(
                     {"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256}
                 )
-                self.store.record_event(job.id, "downloaded", {"url": url, "size": fetched.size, "sha256": fetched.sha256})
         except PermanentDownloadError as error:
             self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
             return
@@ -583,13 +593,15 @@ class Runner:
             self.progress.message(f"{job.key}: download interrupted ({message}); the next run resumes it")
             return
         primary = files[0]
-        write_json_atomically(
+        await anyio.to_thread.run_sync(  # it fsyncs: keep the event loop free meanwhile
+            write_json_atomically,
             sidecar_path(Path(primary["path"])),
             sidecar_document(job, campaign=self.summary.campaign, files=files, timings=_timings(job)),
         )
         try:
-            done = self.store.mark_done(
-                job.id, output_path=primary["path"], size=primary["size"], sha256=primary["sha256"]
+            done = self.store.mark_done(  # the "downloaded" events ride in the same commit
+                job.id, output_path=primary["path"], size=primary["size"], sha256=primary["sha256"],
+                downloaded=[{"url": f["url"], "size": f["size"], "sha256": f["sha256"]} for f in files],
             )
         except StaleJobError:
             return
@@ -657,6 +669,22 @@ def _file_matches(job: Job) -> bool:
     except OSError:
         return False
     return sha256_file(path) == job.sha256
+
+
+def _duration(report: Any, poll: PollState, now: float) -> float:
+    """How long a job took: RunComfy's own finished_at - created_at when it reports both (exact,
+    one clock), else the middle of the window in which it finished (after the last check that
+    found it unfinished): recording the moment it was noticed would teach the schedule its own
+    lateness."""
+    noticed = now - poll.submitted_at
+    created, finished = getattr(report, "created_at", None), getattr(report, "finished_at", None)
+    if created is not None and finished is not None:
+        seconds = (finished - created).total_seconds()
+        if 0 <= seconds <= noticed + 5:  # sane against our own clock
+            return seconds
+    if poll.last_checked is None:
+        return noticed
+    return (poll.last_checked + now) / 2 - poll.submitted_at
 
 
 def _api_message(error: BaseException) -> str:

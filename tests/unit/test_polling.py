@@ -143,3 +143,31 @@ def test_bad_schedule_rejected() -> None:
         PollSchedule(first=0)
     with pytest.raises(ValueError):
         PollSchedule(cap=10, max_idle=5)
+
+
+def test_learned_plan_checks_a_fixed_latency_once_right_after_it() -> None:
+    """Jobs that always take 3 s are checked once, at 3 s: one request finds each finished."""
+    model = LatencyModel(min_samples=5)
+    for _ in range(50):
+        model.record(3.0)
+    ages = model.check_ages(lateness=0.03, cap=10.0, floor=0.1)
+    assert ages == (3.0,)
+    due = PollSchedule().first_due(submitted_at=100.0, now=100.0, ages=ages)
+    assert due == pytest.approx(103.0)
+
+
+def test_learned_plan_keeps_spread_out_jobs_late_by_little_and_never_more_than_cap() -> None:
+    """For durations spread over 2-4 s, the mean lateness stays near the budget; no gap exceeds cap."""
+    import bisect
+    import random
+
+    from batchrun.polling import plan_check_ages
+
+    rng = random.Random(3)
+    learned = [rng.uniform(2, 4) for _ in range(200)]
+    ages = plan_check_ages(learned, lateness=0.03, cap=1.0, floor=0.1)
+    assert list(ages) == sorted(ages) and ages[0] <= 1.0
+    assert all(b - a <= 1.0 + 1e-9 for a, b in zip(ages, ages[1:], strict=False))
+    durations = [rng.uniform(2, 4) for _ in range(2000)]
+    late = [ages[bisect.bisect_left(ages, d)] - d for d in durations if d <= ages[-1]]
+    assert sum(late) / len(late) < 0.06 * 3.0
