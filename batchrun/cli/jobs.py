@@ -8,9 +8,10 @@ sees them as "changed behind our back" and stops following those jobs.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +32,14 @@ from batchrun.errors import ApiError, AuthError, ConfigError
 from batchrun.states import AT_RUNCOMFY, JobState
 from batchrun.store import StaleJobError, Store
 
-CANCELLABLE = (JobState.PENDING, JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING)
 RETRYABLE = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.DONE})
 CANCEL_REASON = "cancelled by `batchrun cancel`"
 REMOTE_REASON = "cancelled at RunComfy by `batchrun cancel`"
 RETRY_REASON = "put back to pending by `batchrun retry`"
 #: jobs listed one per line by a command (all of them with --json)
 SHOWN_ROWS = 100
+#: jobs cancelled per store transaction
+PAGE = 500
 #: simultaneous cancel requests to RunComfy
 CANCEL_CONCURRENCY = 8
 
@@ -100,10 +102,14 @@ def cancel(args: tuple[str, ...], all_jobs: bool, db: str | None, base_url: str,
             raise ConfigError("give the keys of the jobs to cancel, or --all (not both)")
         store, campaign = target.store, target.campaign
         assert campaign is not None
-        chosen = (
-            store.jobs_in_states(campaign.id, CANCELLABLE) if all_jobs else select_jobs(store, campaign, keys)
-        )
-        remote = [job for job in chosen if job.state in AT_RUNCOMFY and job.request_id]
+        if all_jobs:  # pending jobs are streamed: a campaign may hold 100,000 of them
+            in_flight = store.jobs_in_states(campaign.id, [JobState.SUBMITTING, *AT_RUNCOMFY])
+            pending = store.iter_jobs(campaign.id, include_superseded=True, states=[JobState.PENDING])
+            chosen: Iterable[Job] = itertools.chain(in_flight, pending)
+            remote = [job for job in in_flight if job.state in AT_RUNCOMFY and job.request_id]
+        else:
+            chosen = select_jobs(store, campaign, keys)
+            remote = [job for job in chosen if job.state in AT_RUNCOMFY and job.request_id]
         token = os.environ.get(protocol.TOKEN_ENV, "").strip()
         if remote and not token:
             raise ConfigError(
@@ -121,31 +127,29 @@ def cancel(args: tuple[str, ...], all_jobs: bool, db: str | None, base_url: str,
     click.get_current_context().exit(0 if all(o.ok for o in outcomes) else 1)
 
 
-def cancel_jobs(store: Store, chosen: Sequence[Job], *, base_url: str, token: str) -> list[Outcome]:
+def cancel_jobs(store: Store, chosen: Iterable[Job], *, base_url: str, token: str) -> list[Outcome]:
     """Cancel each job where it is; the outcomes come back in the order of ``chosen``."""
     results: dict[int, Outcome] = {}
-    pending = [job for job in chosen if job.state is JobState.PENDING]
-    moved = store.cancel_pending([job.id for job in pending], CANCEL_REASON)
+    order: list[int] = []
     remote: list[Job] = []
-    for job, done in zip(pending, moved, strict=True):
-        if done is not None:
-            results[job.id] = Outcome(job.key, job.state, "cancelled", "cancelled (was never sent)")
-            continue
-        now = store.get_job(job.id) or job  # a runner took it meanwhile: cancel it where it is now
-        if now.state in AT_RUNCOMFY and now.request_id and token:
-            remote.append(now)
-        else:
-            results[job.id] = _local_outcome(now)
-    for job in chosen:
-        if job.state is JobState.PENDING:
-            continue
-        if job.state in AT_RUNCOMFY and job.request_id:
-            remote.append(job)
-        else:
-            results[job.id] = _local_outcome(job)
+    jobs = iter(chosen)
+    while page := list(itertools.islice(jobs, PAGE)):
+        pending = [job for job in page if job.state is JobState.PENDING]
+        cancelled = store.cancel_pending([job.id for job in pending], CANCEL_REASON)
+        for job in page:
+            order.append(job.id)
+            if job.state is JobState.PENDING and job.id in cancelled:
+                results[job.id] = Outcome(job.key, job.state, "cancelled", "cancelled (was never sent)")
+                continue
+            if job.state is JobState.PENDING:  # a runner took it meanwhile: cancel it where it is now
+                job = store.get_job(job.id) or job
+            if job.state in AT_RUNCOMFY and job.request_id and token:
+                remote.append(job)
+            else:
+                results[job.id] = _local_outcome(job)
     if remote:
         results.update(anyio.run(_cancel_at_runcomfy, store, remote, base_url, token))
-    return [results[job.id] for job in chosen]
+    return [results[job_id] for job_id in order]
 
 
 def _local_outcome(job: Job) -> Outcome:

@@ -654,12 +654,21 @@ class Store(Leases):
                 groups.append(ErrorGroup(error or "(no message)", int(n), tuple(keys), to_dt(last, None)))
         return groups
 
-    def iter_jobs(self, campaign_id: int, *, include_superseded: bool = False, page: int = 1000) -> Iterator[Job]:
-        """Every job of the campaign in id order, read ``page`` rows per short transaction.
+    def iter_jobs(
+        self,
+        campaign_id: int,
+        *,
+        include_superseded: bool = False,
+        states: Iterable[JobState] | None = None,
+        page: int = 1000,
+    ) -> Iterator[Job]:
+        """Every job of the campaign (in ``states``, when given) in id order, ``page`` rows per
+        short transaction.
 
         Memory stays flat however many jobs there are; jobs changed while iterating are seen as
         they are when their page is read.
         """
+        wanted = None if states is None else [JobState(state).value for state in states]
         after = 0
         while True:
             with self._read() as c:
@@ -669,6 +678,8 @@ class Store(Leases):
                 query = sa.select(jobs).where(campaign == campaign_id, jobs.c.id > after)
                 if not include_superseded:
                     query = query.where(self._active)
+                if wanted is not None:
+                    query = query.where(jobs.c.state.in_(wanted))
                 batch = [to_job(r) for r in c.execute(query.order_by(jobs.c.id).limit(page))]
             yield from batch
             if len(batch) < page:
@@ -698,21 +709,35 @@ class Store(Leases):
                     found[job.key] = job
         return found
 
-    def cancel_pending(self, job_ids: Sequence[int], reason: str, *, page: int = 500) -> list[Job | None]:
-        """pending -> cancelled for many jobs, ``page`` per transaction (what ``mark_cancelled`` does
-        to one). Per id, the cancelled ``Job`` or None when it was no longer pending (a runner took it)."""
-        moves: list[Job | None] = []
+    def cancel_pending(self, job_ids: Sequence[int], reason: str, *, page: int = 500) -> set[int]:
+        """pending -> cancelled for many jobs (what ``mark_cancelled`` does to one), one UPDATE and
+        one events INSERT per ``page`` ids. Returns the ids cancelled; the others were no longer
+        pending (a runner took them meanwhile) and are left as they are."""
+        assert can_transition(JobState.PENDING, JobState.CANCELLED)
+        cancelled: set[int] = set()
         for start in range(0, len(job_ids), page):
-            moves.extend(
-                self.apply_transitions(
-                    [
-                        (job_id, JobState.PENDING, JobState.CANCELLED, {"error": reason, "finished_at": _at_now},
-                         {"reason": reason})
-                        for job_id in job_ids[start : start + page]
-                    ]
-                )
-            )
-        return moves
+            chunk = list(job_ids[start : start + page])
+            now = self._now()
+            with self._write() as c:
+                moved = c.execute(
+                    sa.update(jobs)
+                    .where(jobs.c.id.in_(chunk), jobs.c.state == JobState.PENDING.value)
+                    .values(state=JobState.CANCELLED.value, error=reason, finished_at=now, updated_at=now)
+                    .returning(jobs.c.id)
+                ).scalars().all()
+                if moved:
+                    c.execute(
+                        sa.insert(events).values(
+                            at=now,
+                            kind="transition",
+                            from_state=JobState.PENDING.value,
+                            to_state=JobState.CANCELLED.value,
+                            detail={"reason": reason},
+                        ),
+                        [{"job_id": job_id} for job_id in moved],
+                    )
+            cancelled.update(moved)
+        return cancelled
 
     def job_keys(self, campaign_id: int) -> list[str]:
         """Every active key of the campaign, in id order (for suggestions on a mistyped key)."""

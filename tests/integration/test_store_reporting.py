@@ -78,6 +78,10 @@ def test_iter_jobs_pages_through_every_active_job_in_id_order(any_store: Store, 
     assert len(everything) == 26
     old = [j.id for j in everything if j.key == "j00-t1" and j.revision == 1]
     assert any_store.superseded_ids(cid) == set(old)
+    any_store.begin_submit(active[3].id)
+    cancelled = list(any_store.iter_jobs(cid, include_superseded=True, states=[JobState.CANCELLED], page=2))
+    assert [j.id for j in cancelled] == old  # the superseded pending revision was cancelled
+    assert [j.key for j in any_store.iter_jobs(cid, states=[JobState.SUBMITTING])] == [active[3].key]
 
 
 def test_jobs_by_keys_finds_active_revisions_only(any_store: Store, make_spec: Spec) -> None:
@@ -95,7 +99,8 @@ def test_cancel_pending_skips_jobs_a_runner_took(any_store: Store, make_spec: Sp
     ids = by_key(any_store, cid)
     any_store.begin_submit(ids["b-t1"])
     moved = any_store.cancel_pending([ids["a-t1"], ids["b-t1"], ids["c-t1"]], "stop", page=2)
-    assert [m.state if m else None for m in moved] == [JobState.CANCELLED, None, JobState.CANCELLED]
-    assert any_store.get_job(ids["a-t1"]).error == "stop"
+    assert moved == {ids["a-t1"], ids["c-t1"]}
+    cancelled = any_store.get_job(ids["a-t1"])
+    assert cancelled.state is JobState.CANCELLED and cancelled.error == "stop" and cancelled.finished_at is not None
     assert any_store.get_job(ids["b-t1"]).state is JobState.SUBMITTING
     assert any_store.history(ids["a-t1"])[-1].detail == {"reason": "stop"}
