@@ -45,6 +45,10 @@ def cli() -> None:
     batchrun validate MANIFEST   check every job against the model's published schema
     batchrun plan MANIFEST       store the jobs and show what would run and cost
     batchrun run MANIFEST        submit, poll, download; resumable at any moment
+    batchrun status [CAMPAIGN]   counts, spend, throughput, ETA, recent errors
+    batchrun cancel / retry      cancel queued or pending jobs; put failed ones back to pending
+    batchrun export [CAMPAIGN]   one row per job as CSV (a rerunnable manifest) or JSON lines
+    batchrun report [CAMPAIGN]   a self-contained HTML gallery of the campaign
     batchrun sim                 serve the embedded RunComfy simulator
     """
 
