@@ -164,10 +164,14 @@ def plan_campaign(
         output_dir=str(output),
         settings={"prices": campaign.prices.to_dict(), "budget": campaign.budget if budget is None else budget},
     )
-    prices = campaign.prices
-    counts = store.apply_plan(
-        record.id, tally.watch(campaign.jobs()), cost=lambda spec: prices.estimate(spec.model, spec.input)
-    )
+    costs: dict[str, float | None] = {}  # estimated once per job: the tally's value is the row's
+
+    def counted() -> Iterator[JobSpec]:
+        for spec in campaign.jobs():
+            costs[spec.key] = tally.add(spec)
+            yield spec
+
+    counts = store.apply_plan(record.id, counted(), cost=lambda spec: costs.pop(spec.key))
     return PlanReport(
         campaign=campaign,
         estimate=tally.estimate(),
