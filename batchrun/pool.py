@@ -15,6 +15,9 @@ POST, the request id right after it), so a crash at any line leaves a state ``re
 from __future__ import annotations
 
 import math
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from dataclasses import dataclass, field
@@ -44,6 +47,15 @@ from batchrun.outputs import destinations, keep_aside, sidecar_document, sidecar
 from batchrun.polling import LatencyModel, PollQueue, PollSchedule, PollState
 from batchrun.states import AT_RUNCOMFY, JobState
 from batchrun.store import Store, StaleJobError
+
+
+def new_runner_id() -> str:
+    """``host:pid:random``: unique per run, readable in the database and in takeover events."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+#: the states a runner takes over from a dead one (or from the previous run)
+_TAKEN_OVER = (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
 
 
 class UnknownSubmitPolicy(StrEnum):
@@ -85,6 +97,17 @@ class RunOptions:
     #: `submitting` policy), so this bounds what a kill -9 can leave unknown; submits are fast
     #: next to generation times, so a few lanes keep the in-flight cap full.
     submit_parallelism: int = 4
+    runner_id: str = field(default_factory=lambda: new_runner_id())  #: who holds this run's leases
+    lease_seconds: float = 60.0  #: a runner silent this long is presumed dead; others take its jobs
+    #: this runner's own cap; ``concurrency`` is then the campaign-wide cap of all runners together
+    local_concurrency: int | None = None
+    #: the only runner on the database (it holds the SQLite run lock): take every job over at
+    #: start without waiting for the leases of a crashed predecessor, and never wait for others
+    alone: bool = True
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(0.05, self.lease_seconds / 3)
 
 
 @dataclass
@@ -117,26 +140,45 @@ class RunSummary:
 
 
 class Slots:
-    """The in-flight cap. Resumed jobs take a slot without waiting, even past the cap."""
+    """The in-flight cap. Resumed or taken-over jobs take a slot without waiting, even past the cap."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.used = 0
+        self.closed = False
         self._changed = anyio.Event()
 
     def take(self) -> None:
         self.used += 1
 
-    async def acquire(self) -> None:
-        while self.used >= self.cap:
-            changed = self._changed
-            await changed.wait()
+    async def acquire(self) -> bool:
+        """Wait for a free slot; False once the slots are closed (submitting stopped)."""
+        while self.used >= self.cap and not self.closed:
+            await self.changed()
+        if self.closed:
+            return False
         self.used += 1
+        return True
 
     def release(self) -> None:
         self.used -= 1
+        self.notify()
+
+    def close(self) -> None:
+        """No more acquiring: wakes every waiter, whose acquire then returns False."""
+        self.closed = True
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake whoever waits in ``changed`` (each waiter then waits on a fresh event)."""
         self._changed.set()
         self._changed = anyio.Event()
+
+    async def changed(self, timeout: float | None = None) -> None:
+        """Until the next ``notify`` (or ``timeout`` seconds)."""
+        event = self._changed
+        with anyio.move_on_after(timeout):
+            await event.wait()
 
 
 @dataclass
@@ -181,7 +223,7 @@ class Runner:
         self.schedule = schedule or PollSchedule()
         self.latencies: dict[str, LatencyModel] = {}  # learned per model id
         self.summary = RunSummary(campaign=campaign_name, output_dir=output_dir)
-        self.slots = Slots(options.concurrency)
+        self.slots = Slots(options.local_concurrency or options.concurrency)
         self._queue = PollQueue()  # job id -> due time of its next check
         self._wake = anyio.Event()
         self._tracked: dict[int, _Tracked] = {}
@@ -193,6 +235,11 @@ class Runner:
         self._tg: TaskGroup | None = None
         self._committed = 0.0  # estimated USD of every submission attempt so far (for the budget)
         self._post_lanes = anyio.CapacityLimiter(options.submit_parallelism)
+        self._submitting_now = 0  # submit tasks alive (they may hand their job back to pending)
+        self._deferrals: dict[int, int] = {}  # job id -> submits that ran out of retries this run
+        self._given_up: set[int] = set()  # jobs not to claim again this run
+        self._cooldown = 0.0
+        self._pause_until = 0.0
 
     # ------------------------------------------------------------------ entry points
 
@@ -203,6 +250,7 @@ class Runner:
                 self._tg = tg
                 await self._resume()
                 tg.start_soon(self._scheduler)
+                tg.start_soon(self._heartbeat)
                 for _ in range(self.options.downloads):
                     tg.start_soon(self._download_worker)
                 await self._submit_all()
@@ -212,6 +260,8 @@ class Runner:
                 tg.cancel_scope.cancel()
         finally:
             self._download_send.close()
+            with anyio.CancelScope(shield=True):
+                self.store.release_runner(self.options.runner_id)  # others may take over at once
             self.summary.wall_seconds = self.clock.monotonic() - started
             self._fill_counts()
         return self.summary
@@ -237,37 +287,60 @@ class Runner:
             self._stop_submitting = True
             self.summary.stop_reason = self.summary.stop_reason or reason
             self.progress.message(reason)
-            self.slots._changed.set()  # wake a submitter waiting for a slot
+            self.slots.close()  # wake a submitter waiting for a slot
             self._check_idle()
 
     # ------------------------------------------------------------------ resume
 
     async def _resume(self) -> None:
-        store, cid = self.store, self.campaign_id
+        """Take over what earlier runs (or dead runners) left at RunComfy, then verify done files."""
+        store, cid, options = self.store, self.campaign_id, self.options
         self._committed = store.committed_cost(cid)
         counts = store.count_by_state(cid)
         self.progress.started(sum(counts.values()), counts)
-        for job in store.jobs_in_states(cid, [JobState.SUBMITTING]):
-            await self._unknown_submission(job, "found in `submitting` after an interrupted run", resumed=True)
-        now = self.clock.monotonic()
-        for job in store.jobs_in_states(cid, AT_RUNCOMFY):
-            if not job.request_id:  # cannot happen through the store's API; be defensive
-                self._fail(job, "no request id recorded for a submitted job")
-                continue
-            self.slots.take()
-            self._active += 1
-            tracked = _Tracked(job.id, job.key, job.model, job.request_id, job.state, PollState(now), resumed=True)
-            self._tracked[job.id] = tracked
-            self._push(now, tracked)  # poll resumed jobs at once
-        for job in store.jobs_in_states(cid, [JobState.DOWNLOADING]):
-            self._active += 1
-            self._download_send.send_nowait(job)
+        taken = store.take_over(cid, options.runner_id, lease_seconds=options.lease_seconds,
+                                states=_TAKEN_OVER, force=options.alone, include_unowned=True)
+        await self._adopt(taken, at_start=True)
         if self.options.verify_done and counts.get(JobState.DONE, 0):
             # read page by page in the background: loading every done job here kept a resume of
             # 50,000 done jobs from submitting for over a second
             self._active += 1
             assert self._tg is not None
             self._tg.start_soon(self._verify_done, store.now())
+
+    async def _adopt(self, jobs: list[Job], *, at_start: bool = False) -> None:
+        """Carry on with jobs taken over: poll those at RunComfy, download, apply the submit policy."""
+        now = self.clock.monotonic()
+        for job in jobs:
+            if job.state is JobState.SUBMITTING:
+                why = "found in `submitting` after an interrupted run" if at_start else "its runner stopped answering"
+                if await self._unknown_submission(job, why, resumed=at_start):
+                    self.store.unclaim([job.id], self.options.runner_id)  # pending again: the submitter claims it
+            elif job.state is JobState.DOWNLOADING:
+                self._active += 1
+                self._download_send.send_nowait(job)
+            elif not job.request_id:  # cannot happen through the store's API; be defensive
+                self._fail(job, "no request id recorded for a submitted job")
+            elif job.id not in self._tracked:
+                self.slots.take()
+                self._active += 1
+                tracked = _Tracked(job.id, job.key, job.model, job.request_id, job.state, PollState(now), resumed=True)
+                self._tracked[job.id] = tracked
+                self._push(now, tracked)  # poll taken-over jobs at once
+
+    async def _heartbeat(self) -> None:
+        """Renew this runner's leases; take over the jobs of runners that stopped renewing theirs."""
+        options = self.options
+        while True:
+            await self.clock.sleep(options.heartbeat_seconds)
+            self.store.renew_leases(options.runner_id, lease_seconds=options.lease_seconds)
+            if not options.alone:
+                taken = self.store.take_over(self.campaign_id, options.runner_id, lease_seconds=options.lease_seconds,
+                                             states=_TAKEN_OVER, include_unowned=False)
+                if taken:
+                    self.progress.message(f"took over {len(taken)} job(s) from a runner that stopped answering")
+                    await self._adopt(taken)
+                self._check_idle()
 
     async def _verify_done(self, started: datetime) -> None:
         """Fetch again every done job whose file is missing or no longer matches its sha256
@@ -307,6 +380,7 @@ class Runner:
             self._fail(job, f"submission outcome unknown: {why}", expected=JobState.SUBMITTING)
             return False
         self.store.record_event(job.id, "held", {"reason": why})
+        self.store.release(job.id)  # held: no lease, so it neither counts against the cap nor moves
         self.summary.held.append(job.key)
         if not resumed:
             self.progress.message(
@@ -317,22 +391,53 @@ class Runner:
     # ------------------------------------------------------------------ submitting
 
     async def _submit_all(self) -> None:
-        cursor = 0
+        """Claim pending jobs as slots free up (locally and campaign-wide) and submit each one."""
+        store, options = self.store, self.options
         while not self._stop_submitting:
-            batch = self.store.pending_jobs(self.campaign_id, limit=256, after_id=cursor)
-            if not batch:
+            await self._submit_pause()
+            if not await self.slots.acquire():
                 return
-            for job in batch:
-                cursor = job.id
+            room = self.slots.cap - self.slots.used + 1  # the slot just acquired and the others free
+            claimed = store.claim_pending(self.campaign_id, options.runner_id, limit=room, cap=options.concurrency,
+                                          lease_seconds=options.lease_seconds, exclude=self._given_up)
+            if not claimed:
+                self.slots.release()
+                if not self._submitting_now and not store.has_pending(
+                    self.campaign_id, besides=options.runner_id, exclude=self._given_up
+                ):
+                    return  # nothing left that this runner could ever submit
+                # the cap is full (our jobs or other runners'), or our own submits may hand jobs back
+                await self.slots.changed(timeout=options.heartbeat_seconds)
+                continue
+            for _ in claimed[1:]:
+                self.slots.take()
+            for index, job in enumerate(claimed):
                 if not self._within_budget(job):
-                    return
-                await self.slots.acquire()
-                if self._stop_submitting:
-                    self.slots.release()
+                    store.unclaim([j.id for j in claimed[index:]], options.runner_id)
+                    for _ in claimed[index:]:
+                        self.slots.release()
                     return
                 self._active += 1
+                self._submitting_now += 1
                 assert self._tg is not None
                 self._tg.start_soon(self._submit_one, job)
+
+    async def _submit_pause(self) -> None:
+        """After a submit that kept failing (429s, 5xx), let the whole run cool down before the next."""
+        delay = self._pause_until - self.clock.monotonic()
+        if delay > 0:
+            await self.clock.sleep(delay)
+
+    def _deferred(self, job: Job) -> None:
+        """A submit ran out of retries: cool the run down, and give up on this job after a few tries."""
+        count = self._deferrals[job.id] = self._deferrals.get(job.id, 0) + 1
+        self._cooldown = min(300.0, self._cooldown * 2 if self._cooldown else 15.0)
+        self._pause_until = self.clock.monotonic() + self._cooldown
+        if count >= 3:
+            self._given_up.add(job.id)
+            self.progress.message(f"{job.key}: submit failed {count} times; left pending for the next run")
+        else:
+            self.progress.message(f"{job.key}: submit kept failing; pausing submissions {self._cooldown:.0f}s")
 
     def _within_budget(self, job: Job) -> bool:
         """Reserve the job's estimated cost, or stop submitting when it would pass the budget."""
@@ -372,9 +477,14 @@ class Runner:
                 keep_slot = outcome == "submitted"
                 return
         finally:
+            self._submitting_now -= 1
             if not keep_slot:
+                with anyio.CancelScope(shield=True):  # left pending: give the claim back
+                    self.store.unclaim([job.id], self.options.runner_id)
                 self.slots.release()
                 self._finish_one()
+            else:
+                self.slots.notify()  # the submitter may be waiting to learn whether more is coming
 
     async def _try_submit(self, job: Job) -> str:
         async with self._post_lanes:  # the job stays `pending` until its POST really starts
@@ -413,7 +523,7 @@ class Runner:
         except (TransientApiError, httpx.TransportError) as error:
             # the server answered with an error (or we never connected): nothing was created
             self._back_to_pending(job, error)
-            self.progress.message(f"{job.key}: submit kept failing ({_api_message(error)}); left pending")
+            self._deferred(job)
             return "deferred"
         job = self.store.record_submission(job.id, submission.request_id)
         self.summary.submitted += 1
@@ -651,16 +761,22 @@ class Runner:
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if self._active <= 0 and (self._submitting_done or self._stop_submitting) and not self._tracked:
-            self._idle.set()
+        if self._active > 0 or self._tracked or not (self._submitting_done or self._stop_submitting):
+            return
+        if not (self.options.alone or self._stop_submitting):
+            # another runner may still die and leave jobs to take over: stay while others work
+            if self.store.unfinished_elsewhere(self.campaign_id, self.options.runner_id):
+                return
+        self._idle.set()
 
     def _fill_counts(self) -> None:
         counts = self.store.count_by_state(self.campaign_id)
         self.summary.counts = {state: counts.get(state, 0) for state in JobState}
-        held = set(self.summary.held)
-        for job in self.store.jobs_in_states(self.campaign_id, [JobState.SUBMITTING], include_superseded=False):
-            if job.key not in held:
-                self.summary.held.append(job.key)
+        if self.options.alone:  # with other runners, their submits in progress are not ours to report
+            held = set(self.summary.held)
+            for job in self.store.jobs_in_states(self.campaign_id, [JobState.SUBMITTING], include_superseded=False):
+                if job.key not in held:
+                    self.summary.held.append(job.key)
 
 
 def _file_matches(job: Job) -> bool:

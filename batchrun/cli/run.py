@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 from collections import Counter
@@ -36,7 +37,13 @@ SIM_TOKEN = "sim-token"
               show_envvar=True, help="Output folder (default: the manifest's `output.dir`).")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
               envvar="BATCHRUN_CONCURRENCY", show_envvar=True,
-              help="Most jobs submitted and unfinished at RunComfy at any moment.")
+              help="Most jobs submitted and unfinished at RunComfy at any moment, for the whole campaign "
+              "(all runners together when several share a PostgreSQL database).")
+@click.option("--local-concurrency", type=click.IntRange(min=1), default=None, envvar="BATCHRUN_LOCAL_CONCURRENCY",
+              show_envvar=True, help="This runner's own share of --concurrency (default: all of it).")
+@click.option("--lease", "lease_seconds", type=click.FloatRange(min=0.5), default=60.0, show_default=True,
+              envvar="BATCHRUN_LEASE", show_envvar=True,
+              help="Seconds without a heartbeat after which other runners take this runner's jobs over.")
 @click.option("--submit-parallelism", type=click.IntRange(min=1), default=4, show_default=True,
               envvar="BATCHRUN_SUBMIT_PARALLELISM", show_envvar=True,
               help="Most submit requests in flight at once; a crash can leave at most this many jobs in doubt "
@@ -73,6 +80,8 @@ def run(
     prices_file: Path | None,
     out_dir: Path | None,
     concurrency: int,
+    local_concurrency: int | None,
+    lease_seconds: float,
     submit_parallelism: int,
     downloads: int,
     base_url: str,
@@ -108,12 +117,15 @@ def run(
         unknown_submit=UnknownSubmitPolicy(unknown_submit),
         verify_done=not no_verify,
         budget=budget if budget is not None else campaign.budget,
+        local_concurrency=local_concurrency,
+        lease_seconds=lease_seconds,
     )
     with (
         _api(simulate, base_url, sim_latency, sim_failure_rate, sim_faults) as api_url,
         opened_store(db, manifest) as store,
-        run_lock(store.engine, campaign.name),
+        run_lock(store.engine) as alone,
     ):
+        options = dataclasses.replace(options, alone=alone)
         report = planning.plan_campaign(
             campaign, store, output_dir=out_dir.resolve() if out_dir else None, budget=options.budget
         )

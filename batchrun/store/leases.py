@@ -67,7 +67,14 @@ class Leases:
         return int(c.execute(query).scalar_one())
 
     def claim_pending(
-        self: Store, campaign_id: int, runner_id: str, *, limit: int, cap: int, lease_seconds: float
+        self: Store,
+        campaign_id: int,
+        runner_id: str,
+        *,
+        limit: int,
+        cap: int,
+        lease_seconds: float,
+        exclude: Collection[int] = (),
     ) -> list[Job]:
         """Claim up to ``limit`` pending jobs (oldest first) without the campaign passing ``cap`` in flight."""
         if limit <= 0:
@@ -86,6 +93,7 @@ class Leases:
                     jobs.c.superseded_at.is_(None),
                     jobs.c.state == JobState.PENDING.value,
                     sa.or_(jobs.c.runner_id.is_(None), jobs.c.lease_expires_at <= now),
+                    *([jobs.c.id.not_in(list(exclude))] if exclude else []),
                 )
                 .order_by(jobs.c.id)
                 .limit(room)
@@ -132,20 +140,28 @@ class Leases:
         lease_seconds: float,
         states: Collection[JobState],
         force: bool = False,
+        include_unowned: bool = True,
         limit: int = 10_000,
     ) -> list[Job]:
         """Take the campaign's jobs in ``states`` whose lease ran out (or that nobody holds).
 
         ``force`` takes them whatever their lease says: for a runner that knows it is alone (it
         holds the SQLite run lock), so a restart after kill -9 does not wait for old leases.
+        ``include_unowned`` also takes jobs nobody holds (held submissions, rows from before
+        leases): a runner does that when it starts, not at every heartbeat.
         The jobs of superseded revisions are included: RunComfy still works on them.
         """
         now = self._now()
         with self._write() as c:
+            owner = sa.or_(jobs.c.runner_id.is_(None), jobs.c.runner_id != runner_id)
+            if force:
+                owner = sa.true()  # alone on the database: everything left over is ours now
+            elif not include_unowned:
+                owner = sa.and_(jobs.c.runner_id.is_not(None), jobs.c.runner_id != runner_id)
             query = sa.select(jobs.c.id).where(
                 jobs.c.campaign_id == campaign_id,
                 jobs.c.state.in_([JobState(s).value for s in states]),
-                sa.or_(jobs.c.runner_id.is_(None), jobs.c.runner_id != runner_id),
+                owner,
             )
             if not force:
                 query = query.where(sa.or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at <= now))
@@ -167,6 +183,28 @@ class Leases:
             if moved:
                 c.execute(sa.insert(events), moved)
             return [to_job(r) for r in c.execute(sa.select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.id))]
+
+    def release(self: Store, job_id: int) -> None:
+        """Nobody holds this job any more (a held submission: it must not keep a lease, or count)."""
+        with self._write() as c:
+            c.execute(sa.update(jobs).where(jobs.c.id == job_id).values(runner_id=None, lease_expires_at=None))
+
+    def has_pending(
+        self: Store, campaign_id: int, *, besides: str | None = None, exclude: Collection[int] = ()
+    ) -> bool:
+        """Whether an active job of the campaign is pending, other than those ``besides`` has claimed
+        under a live lease and the ids in ``exclude``."""
+        query = sa.select(jobs.c.id).where(
+            jobs.c.campaign_id == campaign_id, jobs.c.superseded_at.is_(None), jobs.c.state == JobState.PENDING.value
+        )
+        if besides is not None:
+            query = query.where(
+                sa.or_(jobs.c.runner_id.is_(None), jobs.c.runner_id != besides, jobs.c.lease_expires_at <= self._now())
+            )
+        if exclude:
+            query = query.where(jobs.c.id.not_in(list(exclude)))
+        with self._read() as c:
+            return c.execute(query.limit(1)).first() is not None
 
     def release_runner(self: Store, runner_id: str) -> None:
         """On a clean exit: give back claimed pending jobs and drop this runner's leases."""

@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection, Engine, Row
 
 from batchrun.domain import Event, Job, JobSpec
@@ -119,7 +120,12 @@ class Store(Leases):
         with self._write() as c:
             row = c.execute(sa.select(campaigns).where(campaigns.c.name == name)).first()
             if row is None:
-                c.execute(sa.insert(campaigns).values(name=name, created_at=now, **values))
+                # several runners may create it at the same moment: the loser takes the winner's row
+                c.execute(
+                    sa.insert(campaigns).values(name=name, created_at=now, **values).prefix_with("OR IGNORE", dialect="sqlite")
+                    if c.dialect.name != "postgresql"
+                    else postgresql_insert(campaigns).values(name=name, created_at=now, **values).on_conflict_do_nothing()
+                )
             else:
                 m = row._mapping
                 if any(m[k] != v for k, v in values.items() if k != "updated_at"):
@@ -172,6 +178,9 @@ class Store(Leases):
         """
         now = self._now()
         with self._write() as c:
+            # runners started together plan the same campaign: one at a time (PostgreSQL; SQLite's
+            # BEGIN IMMEDIATE already serialises), so the second finds the first one's rows
+            c.execute(sa.select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update())
             active = self._load_active(c, campaign_id)
             tally = Tally(len(active))
             iterator = iter(specs)

@@ -4,14 +4,12 @@ SQLite: an exclusive ``flock`` on ``<database>.lock``; the kernel releases it wh
 exits, however it exits (``kill -9`` included), so a stale lock file never blocks anyone. The
 file records who holds it (pid, host, start time, command) for the message the next one prints.
 
-PostgreSQL: a session-level advisory lock per campaign, held on its own connection (released
-when that connection closes, including when the process dies).
+PostgreSQL: no lock; several runners cooperate on a campaign through claims and leases.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -20,7 +18,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from batchrun.errors import DatabaseBusyError
@@ -76,31 +73,17 @@ def sqlite_run_lock(database: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def postgres_run_lock(engine: Engine, campaign: str) -> Iterator[None]:
-    """Hold a session advisory lock for ``campaign`` on a dedicated connection."""
-    key = int.from_bytes(hashlib.sha256(f"batchrun:{campaign}".encode()).digest()[:8], "big", signed=True)
-    with engine.connect() as connection:
-        got = connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one()
-        if not got:
-            raise DatabaseBusyError(
-                f"campaign {campaign!r} is being run by another `batchrun run` on this PostgreSQL database"
-            )
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+def run_lock(engine: Engine) -> Iterator[bool]:
+    """What `batchrun run` holds while it works; yields whether this runner is alone on the database.
 
-
-@contextlib.contextmanager
-def run_lock(engine: Engine, campaign: str) -> Iterator[None]:
-    """The lock `batchrun run` holds for as long as it works on ``campaign``."""
+    SQLite: one runner per database file (the lock above), so it is alone. PostgreSQL: several
+    runners share a campaign through claims and leases (see ``store/leases.py``), so no lock.
+    """
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         with sqlite_run_lock(Path(url.database)):
-            yield
-    elif url.get_backend_name() == "postgresql":
-        with postgres_run_lock(engine, campaign):
-            yield
-    else:  # pragma: no cover - in-memory databases are private to the process anyway
-        yield
+            yield True
+    elif url.get_backend_name() == "sqlite":  # pragma: no cover - in-memory: private to the process
+        yield True
+    else:
+        yield False
