@@ -19,9 +19,10 @@ SIDECAR_SUFFIX = ".json"
 
 
 def destinations(output_dir: Path, output_name: str, urls: Sequence[str]) -> list[Path]:
-    """One destination per result URL: the job's file name, then ``name-2.ext``, ``name-3.ext``...
+    """One destination per result URL: the job's file name, then ``name~2.ext``, ``name~3.ext``...
 
-    Extra files keep the extension of their URL when it has one (an image next to a video).
+    ``~`` cannot appear in an id, so an extra file never takes another job's default name. Extra
+    files keep the extension of their URL when it has one (an image next to a video).
     """
     primary = output_dir / output_name
     paths = [primary]
@@ -29,7 +30,7 @@ def destinations(output_dir: Path, output_name: str, urls: Sequence[str]) -> lis
         suffix = PurePosixPath(urlsplit(url).path).suffix or primary.suffix
         if not suffix.isascii() or len(suffix) > 8:
             suffix = primary.suffix
-        paths.append(primary.with_name(f"{primary.stem}-{index}{suffix}"))
+        paths.append(primary.with_name(f"{primary.stem}~{index}{suffix}"))
     return paths
 
 

@@ -37,6 +37,7 @@ from batchrun.errors import (
     AuthError,
     BatchrunError,
     DownloadError,
+    ForbiddenError,
     InsufficientBalanceError,
     PermanentApiError,
     PermanentDownloadError,
@@ -53,6 +54,11 @@ def new_runner_id() -> str:
     """``host:pid:random``: unique per run, readable in the database and in takeover events."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
+
+#: seconds between looks at a job reported completed without output (about a minute in all)
+EMPTY_OUTPUT_WAITS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+#: undocumented error answers to a poll in a row before the job is failed
+ODD_ANSWERS_BEFORE_FAILING = 5
 
 #: the states a runner takes over from a dead one (or from the previous run)
 _TAKEN_OVER = (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
@@ -193,6 +199,7 @@ class _Tracked:
     poll: PollState  # submitted_at (monotonic) and checks so far
     resumed: bool = False  # submitted by an earlier run: its latency is unknown
     empty_outputs: int = 0
+    odd_answers: int = 0  # undocumented error answers in a row
 
 
 class Runner:
@@ -269,7 +276,7 @@ class Runner:
     def interrupt(self) -> None:
         """First Ctrl-C: submit nothing more, finish what RunComfy already has, then stop."""
         self.summary.interrupted = True
-        in_flight = len(self._tracked)
+        in_flight = len(self._tracked) + self._submitting_now
         self.stop_submitting(
             f"Stopping: no new submissions. Waiting for {in_flight} job(s) in flight (already paid for) "
             "to finish and download; press Ctrl-C again to exit now (`batchrun run` resumes them)."
@@ -584,22 +591,37 @@ class Runner:
     async def _poll_one(self, tracked: _Tracked) -> None:
         try:
             report = await self.client.result(tracked.request_id)
-        except RequestNotFoundError as error:
+        except (RequestNotFoundError, ForbiddenError) as error:  # documented: this request is gone for us
             self._finish_at_runcomfy(tracked)
             self._fail_tracked(tracked, f"RunComfy no longer knows request {tracked.request_id}: {_api_message(error)}")
             return
         except AuthError as error:
             self._auth_failed(error)
             return
+        except InsufficientBalanceError as error:  # API.md: stop submitting, keep polling jobs in flight
+            self.stop_submitting(f"RunComfy says the balance is insufficient ({error.message}); "
+                                 "no new jobs are submitted, jobs in flight continue")
+            self._poll_later(tracked, error)
+            return
         except PermanentApiError as error:
-            self._finish_at_runcomfy(tracked)
-            self._fail_tracked(tracked, _api_message(error))
+            # an undocumented refusal (a bare 404, an odd 4xx): the job is paid for, so look again
+            # a few times before giving up on it
+            tracked.odd_answers += 1
+            if tracked.odd_answers >= ODD_ANSWERS_BEFORE_FAILING:
+                self._finish_at_runcomfy(tracked)
+                self._fail_tracked(tracked, f"{_api_message(error)} ({tracked.odd_answers} times in a row)")
+            else:
+                self._poll_later(tracked, error)
             return
         except (TransientApiError, httpx.TransportError) as error:
-            self.store.record_event(tracked.job_id, "poll_error", {"error": _api_message(error)})
-            self._push(self.clock.monotonic() + self.schedule.cap, tracked)
+            self._poll_later(tracked, error)
             return
+        tracked.odd_answers = 0
         self._on_report(tracked, report)
+
+    def _poll_later(self, tracked: _Tracked, error: BaseException) -> None:
+        self.store.record_event(tracked.job_id, "poll_error", {"error": _api_message(error)})
+        self._push(self.clock.monotonic() + self.schedule.cap, tracked)
 
     def _on_report(self, tracked: _Tracked, report: Any) -> None:
         now = self.clock.monotonic()
@@ -616,12 +638,14 @@ class Runner:
         if status == "completed":
             urls = tuple(report.output_urls)
             if not urls:
-                tracked.empty_outputs += 1
-                if tracked.empty_outputs < 3:  # the output may lag the status; look again shortly
-                    self._push(now + self.schedule.floor, tracked)
+                # already billed: the output may lag the status, so keep looking for about a minute
+                if tracked.empty_outputs < len(EMPTY_OUTPUT_WAITS):
+                    self._push(now + EMPTY_OUTPUT_WAITS[tracked.empty_outputs], tracked)
+                    tracked.empty_outputs += 1
                     return
                 self._finish_at_runcomfy(tracked)
-                self._fail_tracked(tracked, "RunComfy reported the job completed but returned no output URL")
+                self._fail_tracked(tracked, "RunComfy reported the job completed but returned no output URL "
+                                            f"(asked {tracked.empty_outputs + 1} times over a minute)")
                 return
             if not tracked.resumed:
                 self.latencies.setdefault(tracked.model, LatencyModel()).record(_duration(report, tracked.poll, now))

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from batchrun import planning
 from batchrun.cli.options import db_option, json_option, loading_options, manifest_argument
@@ -121,7 +122,7 @@ def show_plan(report: planning.PlanReport) -> None:
     out = console()
     counts = report.counts
     campaign: Campaign = report.campaign
-    out.print(f"[bold]Campaign[/bold] {campaign.name}  ({campaign.manifest_path})")
+    out.print(Text.assemble(("Campaign", "bold"), f"  {campaign.name}  ({campaign.manifest_path})"))
     out.print(f"Database  {report.db_url}")
     out.print(f"Output    {report.output_dir}")
     out.print(
@@ -133,7 +134,7 @@ def show_plan(report: planning.PlanReport) -> None:
         models.add_column(column, justify=justify)  # type: ignore[arg-type]
     for m in report.estimate.per_model:
         models.add_row(m.model, str(m.jobs), f"{m.seconds:,}", usd(m.usd))
-    models.add_row("[bold]total[/bold]", str(report.estimate.jobs), f"{report.estimate.seconds:,}", usd(report.estimate.usd))
+    models.add_row(Text("total", style="bold"), str(report.estimate.jobs), f"{report.estimate.seconds:,}", usd(report.estimate.usd))
     out.print(models)
     if report.budget is not None:
         verdict = "OVER BUDGET" if report.over_budget else "within budget"
@@ -142,8 +143,8 @@ def show_plan(report: planning.PlanReport) -> None:
         shown = len(report.estimate.sample)
         out.print(f"First {shown} of {report.estimate.jobs} jobs (schema defaults in parentheses):")
         for spec in report.estimate.sample:
-            out.print(f"  {spec.key}  -> {spec.output_name}", markup=False)
-            out.print(f"      {_input_summary(spec)}", markup=False)
+            out.print(f"  {spec.key}  -> {spec.output_name}")
+            out.print(f"      {_input_summary(spec)}")
 
 
 def _input_summary(spec: Any) -> str:

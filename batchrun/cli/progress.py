@@ -8,6 +8,7 @@ from collections import Counter
 from typing import TextIO
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from batchrun.states import TERMINAL, JobState
@@ -79,13 +80,13 @@ class LiveProgress(_Counts):
         super().__init__()
         self.console = console
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[states]}"),
+            TextColumn("{task.fields[states]}", markup=False),
             console=console,
             transient=False,
         )
@@ -108,7 +109,7 @@ class LiveProgress(_Counts):
     def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None:
         self.move(old, new)
         if new is JobState.FAILED:
-            self.console.print(f"[red]failed[/red] {key}: {note or ''}")
+            self.console.print(Text.assemble(("failed", "red"), f" {key}: {note or ''}"))
         self._refresh()
 
     def message(self, text: str) -> None:

@@ -16,7 +16,9 @@ from rich.text import Text
 def console(*, stderr: bool = False) -> Console:
     """A rich console that degrades to plain text when not writing to a terminal."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, highlight=False, soft_wrap=True)
+    # markup off: prompts, ids, paths and server messages are user text, and a `[/x]` in them
+    # must print as written, not crash or vanish (style with rich.text.Text instead)
+    return Console(file=stream, highlight=False, soft_wrap=True, markup=False)
 
 
 def print_json(data: Mapping[str, Any] | list[Any]) -> None:

@@ -120,6 +120,7 @@ def run(
         local_concurrency=local_concurrency,
         lease_seconds=lease_seconds,
     )
+    _ensure_output_dir((out_dir or campaign.output_dir).resolve())  # before anything is written
     with (
         _api(simulate, base_url, sim_latency, sim_failure_rate, sim_faults) as api_url,
         opened_store(db, manifest) as store,
@@ -130,7 +131,6 @@ def run(
             campaign, store, output_dir=out_dir.resolve() if out_dir else None, budget=options.budget
         )
         output_dir = report.output_dir or campaign.output_dir
-        output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not as_json:
             counts = report.counts
             click.echo(
@@ -148,6 +148,16 @@ def run(
     else:
         show_summary(summary, unknown_policy=options.unknown_submit)
     click.get_current_context().exit(summary.exit_code)
+
+
+def _ensure_output_dir(output_dir: Path) -> None:
+    """Create the output folder user-only, or say in one line why it cannot be written."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not os.access(output_dir, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        raise ConfigError(f"{output_dir}: cannot write the output folder: {error.strerror or error}") from None
 
 
 @contextlib.contextmanager
@@ -246,7 +256,7 @@ def show_summary(summary: RunSummary, *, unknown_policy: UnknownSubmitPolicy) ->
     counts = summary.counts
     done = counts.get(JobState.DONE, 0)
     out.print(
-        f"[bold]{summary.campaign}[/bold]: {done}/{summary.total} done, "
+        f"{summary.campaign}: {done}/{summary.total} done, "
         f"{counts.get(JobState.FAILED, 0)} failed, {counts.get(JobState.CANCELLED, 0)} cancelled, "
         f"{counts.get(JobState.PENDING, 0)} pending, "
         f"{sum(counts.get(s, 0) for s in (JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING))} unfinished "

@@ -152,7 +152,11 @@ def _sqlite_engine(url: URL) -> Engine:
 def _prepare_sqlite_file(path: Path) -> None:
     """Create the database file user-only (and its directory, 0700) unless it exists."""
     label = str(path)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as error:  # e.g. a folder on the way we may not enter
+        raise DatabaseError(f"{label}: cannot use the database: {error.strerror or error}") from None
+    if is_dir:
         raise DatabaseError(f"{label}: is a directory, not a database file")
     parent = path.parent
     try:

@@ -203,3 +203,29 @@ def test_a_second_run_on_the_same_database_is_refused_naming_the_holder(isolated
     third = batchrun("run", str(path), "--base-url", simulator.base_url, env=env)  # the kill freed the lock
     assert third.returncode == 0, third.stdout + third.stderr
     assert simulator.stats().jobs_created == 3
+
+
+def test_brackets_in_names_and_messages_print_as_written(isolated_env):
+    """Text like `[/b]` in a campaign name or prompt is printed literally, never parsed as markup."""
+    path = manifest(isolated_env, 2)
+    path.write_text(path.read_text().replace("name: accept", 'name: "spring [/b] promo"'))
+    plan = batchrun("plan", str(path))
+    assert plan.returncode == 0, plan.stderr
+    assert "spring [/b] promo" in plan.stdout
+    result = batchrun("run", str(path), "--simulate", "--sim-latency", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert "spring [/b] promo: 2/2 done" in result.stdout
+
+
+def test_unusable_output_folder_or_database_is_one_line_exit_2(isolated_env):
+    """An output folder or database path that cannot be created gives one line and exit 2, nothing else."""
+    path = manifest(isolated_env, 1)
+    blocker = isolated_env / "a-file"
+    blocker.write_text("not a folder")
+    out = batchrun("run", str(path), "--simulate", "--out", str(blocker / "videos"))
+    assert out.returncode == 2 and "cannot write the output folder" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert not (isolated_env / "accept.batchrun.db").exists()
+    db = batchrun("plan", str(path), "--db", str(blocker / "x.db"))
+    assert db.returncode == 2 and "a-file" in db.stderr and "Traceback" not in db.stderr
+    assert len(db.stderr.strip().splitlines()) == 1
