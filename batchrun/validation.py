@@ -4,13 +4,15 @@ Pure. The published schemas are not strict JSON Schema (see API.md): they use th
 ``"float"``, formats such as ``image_uri``, and text-to-video's ``multi_prompt.items`` lists its
 fields without a ``properties`` wrapper. This module copes with exactly those documents and adds
 the rules the schemas only describe in prose (multi-prompt durations add up to ``duration``,
-media fields hold http(s) URLs, the prompt is not blank).
+media fields hold https URLs RunComfy can fetch from the internet, the prompt is not blank).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,19 +123,70 @@ def _is_url_field(name: str | int | None, schema: Mapping[str, Any]) -> bool:
     return isinstance(name, str) and (name.endswith("_url") or name.endswith("_urls"))
 
 
+#: host names that always mean this machine or its local network, never the internet
+_LOCAL_NAMES = ("localhost",)
+_LOCAL_SUFFIXES = (".localhost", ".local")
+#: a host written as a number, in any form ``inet_aton`` accepts (``2130706433``, ``0x7f.1``)
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\Z")
+
+
+def _local_host(host: str) -> bool:
+    """True when ``host`` names a loopback, private, link-local or otherwise non-public address."""
+    host = host.rstrip(".")
+    if host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES):
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        if not _NUMERIC_HOST.match(host):
+            return False  # a domain name: whether it is public is RunComfy's to find out
+        try:
+            address = ipaddress.IPv4Address(_inet_aton(host))
+        except ValueError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+def _inet_aton(host: str) -> int:
+    """The IPv4 address of a numeric host the way C's ``inet_aton`` reads it; ValueError when it is none."""
+    parts = [int(p, 16) if p.startswith("0x") else int(p, 8) if len(p) > 1 and p.startswith("0") else int(p)
+             for p in host.split(".")]
+    *head, last = parts
+    if any(p > 255 for p in head) or last >= 256 ** (4 - len(head)):
+        raise ValueError(host)
+    value = 0
+    for part in head:
+        value = value * 256 + part
+    return value * 256 ** (4 - len(head)) + last
+
+
 def url_problem(value: str) -> str | None:
-    """Why ``value`` is not an http(s) URL with a host, or None when it is one."""
+    """Why RunComfy could not fetch ``value`` (an https URL to a public host), or None when it could.
+
+    API.md: "Media inputs must be publicly reachable HTTPS URLs". Never raises.
+    """
     if any(c.isspace() for c in value):
-        return f"must be an http(s) URL without spaces (got {show(value)})"
+        return f"must be an https URL without spaces (got {show(value)})"
     try:
         parts = urlsplit(value)
         host = parts.hostname
+        scheme = parts.scheme
     except ValueError:
-        return f"must be an http(s) URL (got {show(value)})"
-    if parts.scheme not in ("http", "https"):
-        return f"must be an http(s) URL (got {show(value)})"
+        return f"must be an https URL (got {show(value)})"
+    if scheme != "https":
+        return f"must be an https URL (RunComfy fetches it from the internet), got {show(value)}"
     if not host:
-        return f"must be an http(s) URL with a host (got {show(value)})"
+        return f"must be an https URL with a host (got {show(value)})"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return f"has an invalid port (got {show(value)})"
+    if _local_host(host):
+        return f"RunComfy cannot reach a local address (got {show(value)})"
     return None
 
 

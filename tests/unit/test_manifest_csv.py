@@ -112,3 +112,10 @@ def test_missing_csv(tmp_path: Path) -> None:
     manifest.write_text(f"model: {T2V}\ncsv: nope.csv\n")
     found = lines(manifest)
     assert found[0].startswith(f"{manifest}:2:6: csv: cannot read the CSV file")
+
+
+def test_csv_media_url_must_be_https(tmp_path: Path) -> None:
+    """An http:// image URL in a CSV cell is refused at its cell."""
+    path = csv_file(tmp_path, "prompt,start_image_url\na,http://e.com/a.png\n")
+    assert lines(path, model=I2V) == [f"{path}:2:2: start_image_url: must be an https URL (RunComfy fetches it "
+                                      "from the internet), got `http://e.com/a.png`"]

@@ -49,7 +49,7 @@ def test_full_inputs_are_valid() -> None:
     assert issues(I2V, i2v(duration=3, generate_audio=False, cfg_scale=0.25, shot_type="customize",
                            negative_prompt="", multi_prompt=[{"prompt": "a", "duration": 3}],
                            elements=[{"frontal_image_url": IMG, "reference_image_urls": [IMG, IMG],
-                                      "video_url": "http://example.com/v.mp4"}])) == {}
+                                      "video_url": "https://example.com/v.mp4"}])) == {}
 
 
 def test_required_fields() -> None:
@@ -165,9 +165,9 @@ def test_elements() -> None:
     assert issues(I2V, i2v(elements=[element] * 3)) == {}
     assert "at most 3" in issues(I2V, i2v(elements=[element] * 4))["elements"]
     found = issues(I2V, i2v(elements=[{"frontal_image_url": "not a url"}]))
-    assert "http(s) URL" in found["elements[0].frontal_image_url"]
+    assert "https URL" in found["elements[0].frontal_image_url"]
     found = issues(I2V, i2v(elements=[{"reference_image_urls": [IMG, "ftp://x/y"]}]))
-    assert "http(s) URL" in found["elements[0].reference_image_urls[1]"]
+    assert "https URL" in found["elements[0].reference_image_urls[1]"]
     found = issues(I2V, i2v(elements=[{"reference_image_urls": IMG}]))
     assert "must be a list" in found["elements[0].reference_image_urls"]
     found = issues(I2V, i2v(elements=[{"video": IMG}]))
@@ -178,21 +178,71 @@ def test_elements() -> None:
     ("url", "ok"),
     [
         ("https://example.com/a.png", True),
-        ("http://example.com/a.png", True),
         ("https://example.com:8443/a.png?x=1", True),
+        ("https://8.8.8.8/a.png", True),
+        ("https://[2606:4700::1]/a.png", True),
+        ("http://example.com/a.png", False),
         ("ftp://example.com/a.png", False),
         ("example.com/a.png", False),
+        ("/home/me/a.png", False),
         ("https:///a.png", False),
         ("https://", False),
         ("https://exa mple.com/a.png", False),
+        ("https://[::1/a.png", False),
         ("file:///etc/passwd", False),
         ("", False),
     ],
 )
 def test_url_fields(url: str, ok: bool) -> None:
-    """Media fields must be http(s) URLs with a host."""
+    """Media fields must be https URLs with a host."""
     found = issues(I2V, i2v(start_image_url=url))
     assert (found == {}) is ok, found
+
+
+@pytest.mark.parametrize("field", ["start_image_url", "frontal_image_url", "reference_image_urls", "video_url"])
+def test_http_url_is_rejected_in_every_media_field(field: str) -> None:
+    """An http:// media URL is refused wherever it is written, saying why (RunComfy fetches it over the internet)."""
+    url = "http://example.com/a.png"
+    if field == "start_image_url":
+        found, where = issues(I2V, i2v(start_image_url=url)), field
+    elif field == "reference_image_urls":
+        found, where = issues(I2V, i2v(elements=[{field: [IMG, url]}])), f"elements[0].{field}[1]"
+    else:
+        found, where = issues(I2V, i2v(elements=[{field: url}])), f"elements[0].{field}"
+    assert found == {where: f"must be an https URL (RunComfy fetches it from the internet), got `{url}`"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost/a.png",
+        "https://LocalHost./a.png",
+        "https://cam.localhost/a.png",
+        "https://nas.local/a.png",
+        "https://127.0.0.1/a.png",
+        "https://127.0.0.1:8443/a.png",
+        "https://10.1.2.3/a.png",
+        "https://172.16.0.9/a.png",
+        "https://192.168.1.20/a.png",
+        "https://169.254.169.254/latest/meta-data",
+        "https://0.0.0.0/a.png",
+        "https://[::1]/a.png",
+        "https://[fd00::1]/a.png",
+        "https://[::ffff:192.168.0.1]/a.png",
+        "https://2130706433/a.png",
+        "https://0x7f.1/a.png",
+    ],
+)
+def test_local_address_is_rejected(url: str) -> None:
+    """A media URL on this machine or the local network is refused: RunComfy could never fetch it."""
+    found = issues(I2V, i2v(start_image_url=url))
+    assert found == {"start_image_url": f"RunComfy cannot reach a local address (got `{url}`)"}
+
+
+@pytest.mark.parametrize("url", ["https://e.com:99999/a.png", "https://e.com:abc/a.png", "https://e.com:0/a.png"])
+def test_invalid_port_is_a_problem_not_a_crash(url: str) -> None:
+    """A URL with an impossible port is one problem, never an exception."""
+    assert issues(I2V, i2v(start_image_url=url)) == {"start_image_url": f"has an invalid port (got `{url}`)"}
 
 
 def test_input_must_be_mapping() -> None:
