@@ -205,6 +205,9 @@ def _check(schema: Mapping[str, Any], value: Any, path: Path_, issues: list[Fiel
     kind = schema.get("type")
     name = path[-1] if path else None
     if isinstance(kind, str) and not _type_ok(kind, value):
+        if kind in ("float", "number") and isinstance(value, float):
+            issues.append(FieldIssue(path, f"must be a finite number (got {value})"))
+            return
         got = _kind(value) if value is None or isinstance(value, (dict, list)) else f"{_kind(value)} {show(value)}"
         issues.append(FieldIssue(path, f"must be {_EXPECTED.get(kind, kind)} (got {got})"))
         return

@@ -410,12 +410,12 @@ class Loader:
             return None, None, True
         raw = job["id"]
         location = self.at((*base, "id"))
-        if isinstance(raw, bool) or not isinstance(raw, (str, int)) or str(raw) == "":
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)) or str(raw) == "":
             self.problem(location, "id", f"must be a string or a number (got {_kind(raw)})")
             return None, location, False
-        if isinstance(raw, int) and self.doc is not None:
+        if isinstance(raw, (int, float)) and self.doc is not None:
             node = self.doc.node((*base, "id"))
-            raw = getattr(node, "value", raw)  # the digits as written: `id: 007` stays 007
+            raw = getattr(node, "value", raw)  # the digits as written: `id: 007` stays 007, `1e3` stays 1e3
         try:
             self.used.update(templates.check(str(raw), self.matrix_keys))
             return templates.compile_template(str(raw)), location, True

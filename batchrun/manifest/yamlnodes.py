@@ -3,7 +3,8 @@
 Pure. The text is composed into PyYAML nodes (which carry their marks) and converted to plain
 values by hand, so that duplicate keys become problems instead of silently winning, aliases
 cannot expand without bound (billion laughs), and tags other than the plain JSON-like ones are
-refused. ``Document.locate(path)`` walks the nodes again to find the most specific line.
+refused. Numbers follow YAML 1.2 where YAML 1.1 surprises: an unquoted ``1e-1`` is a float and
+``4:3`` stays text. ``Document.locate(path)`` walks the nodes again to find the most specific line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,26 @@ from batchrun.errors import Location, Problem
 #: how many values aliases may expand to before the document is refused
 MAX_VALUES = 500_000
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FLOAT = "tag:yaml.org,2002:float"
+#: YAML 1.2 floats that YAML 1.1 (PyYAML) reads as strings: an exponent without a dot (``1e-1``,
+#: ``1E3``), an exponent without a sign (``1.5e3``), a signed leading dot (``-.5``). Integers and
+#: everything YAML 1.1 already reads as a number are resolved before this is tried.
+FLOAT_12 = re.compile(r"[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)\Z")
+
+
+class _CLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The fast safe loader, resolving YAML 1.2 floats too."""
+
+
+class _PyLoader(yaml.SafeLoader):
+    """The pure-Python safe loader (for very deep documents), resolving YAML 1.2 floats too."""
+
+
+for _cls in (_CLoader, _PyLoader):
+    # implicit resolvers only see plain (unquoted, untagged) scalars: `"1e-1"` stays a string
+    _cls.add_implicit_resolver(_FLOAT, FLOAT_12, list("-+.0123456789"))
+
+_Loader = _CLoader
 #: above this (rough) nesting depth the pure-Python parser is used: libyaml's composer recurses in
 #: C and crashes the process on very deep flow nesting instead of raising
 SAFE_C_DEPTH = 300
@@ -204,7 +224,7 @@ def parse(text: str, path: str) -> Document:
     """Parse YAML ``text``; syntax errors and the other refusals are in ``Document.problems``."""
     doc = Document(path=path, value=None, root=None)
     try:
-        root = yaml.compose(text, Loader=_Loader if _rough_depth(text) <= SAFE_C_DEPTH else yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader if _rough_depth(text) <= SAFE_C_DEPTH else _PyLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)

@@ -156,3 +156,33 @@ def test_deep_nesting_is_a_problem_not_a_crash(tmp_path: Path, body: str) -> Non
     path = tmp_path / "m.yaml"
     path.write_text(f"model: {T2V}\njobs: {body}\n")
     assert "nested too deeply" in lines(path)[-1] or "nested too deeply" in lines(path)[0]
+
+
+@pytest.mark.parametrize(("written", "value"), [("1e-1", 0.1), (".5", 0.5), ("1E-1", 0.1), ("-.0", 0.0),
+                                                  ("1.e-1", 0.1), ("+5e-1", 0.5), ("0.25", 0.25)])
+def test_yaml_12_floats_are_numbers(tmp_path: Path, written: str, value: float) -> None:
+    """An unquoted number such as `cfg_scale: 1e-1` is the number 0.1 (YAML 1.2), not the text "1e-1"."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs: [{{prompt: x, cfg_scale: {written}}}]
+    """)
+    (job,) = load_campaign(path).jobs()
+    assert job.input["cfg_scale"] == value and type(job.input["cfg_scale"]) is float
+
+
+def test_quoted_or_integer_scalars_keep_their_type(tmp_path: Path) -> None:
+    """Quoted `"1e-1"` stays text; `5` stays an integer; `09` and `1e` stay text, as before."""
+    from batchrun.manifest import yamlnodes
+
+    doc = yamlnodes.parse('a: "1e-1"\nb: \'1e3\'\nc: 5\nd: 09\ne: 1e\nf: !!str 1e3\ng: 1E3\n', "m.yaml")
+    assert doc.value == {"a": "1e-1", "b": "1e3", "c": 5, "d": "09", "e": "1e", "f": "1e3", "g": 1000.0}
+    assert type(doc.value["c"]) is int
+
+
+def test_exponent_float_out_of_range_is_a_located_problem(tmp_path: Path) -> None:
+    """`cfg_scale: 1e1` is checked as the number 10, not refused as text."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs: [{{prompt: x, cfg_scale: 1e1}}]
+    """)
+    assert lines(path) == [f"{path}:2:31: cfg_scale: must be between 0 and 1 (got 10.0)"]

@@ -379,6 +379,15 @@ def test_numeric_ids_keep_their_digits(tmp_path: Path) -> None:
     assert [j.key for j in load_campaign(path).jobs()] == ["007-t1", "12-t1"]
 
 
+def test_numeric_float_ids_keep_their_text(tmp_path: Path) -> None:
+    """`id: 1e3` or `id: 1.50` names the job as written, even though YAML reads a number."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs: [{{id: 1e3, prompt: a}}, {{id: 1.50, prompt: b}}]
+    """)
+    assert [j.key for j in load_campaign(path).jobs()] == ["1e3-t1", "1.50-t1"]
+
+
 def test_short_hash_collision_gets_longer_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two different jobs whose 8-hex hashes collide get distinct keys, the same on every load."""
     import hashlib
