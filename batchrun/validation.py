@@ -334,13 +334,14 @@ _FIELD_COUNTS: dict[tuple[int, str], int] = {}
 _SCHEMAS: dict[int, Mapping[str, Any]] = {}  # keeps cached schemas alive so their ids stay unique
 
 
-def _check_fields(model: ModelInfo, input: Mapping[str, Any], issues: list[FieldIssue]) -> None:
+def _check_fields(model: ModelInfo, input: Mapping[str, Any], issues: list[FieldIssue],
+                  unreadable: frozenset[str]) -> None:
     """Per-field checks; results for scalar values are cached (100,000 matrix jobs share most)."""
     properties = model.properties
     schema_id = id(model.schema)
     _SCHEMAS.setdefault(schema_id, model.schema)
     for name in model.schema.get("required", ()):
-        if name not in input:
+        if name not in input and name not in unreadable:
             issues.append(FieldIssue((name,), "required field is missing"))
     for name, value in input.items():
         kind = type(value)
@@ -364,20 +365,26 @@ def _check_fields(model: ModelInfo, input: Mapping[str, Any], issues: list[Field
             _check_object(properties, (), {name: value}, (), issues, model.audio_field)
 
 
-def validate_input(model: ModelInfo | None, input: object) -> list[FieldIssue]:
+def validate_input(model: ModelInfo | None, input: object,
+                   unreadable: frozenset[str] = frozenset()) -> list[FieldIssue]:
     """Every problem with ``input`` for ``model``; an empty list means RunComfy should accept it.
 
     With ``model`` None (an unknown model, allowed by ``--allow-unknown-model``) only checks that
-    the input is a JSON object.
+    the input is a JSON object. ``unreadable`` names fields whose value the user wrote but could
+    not be read (a CSV cell such as duration `abc`, already reported): they are left out, and so
+    is every rule that depends on them (required, the multi-prompt sum), whose message would be
+    about a value the user never wrote.
     """
     if not isinstance(input, dict):
         return [FieldIssue((), f"the input must be a mapping of field names to values (got {_kind(input)})")]
+    if unreadable:
+        input = {name: value for name, value in input.items() if name not in unreadable}
     issues: list[FieldIssue] = []
     if model is None:
         _json_problem(input, (), issues)
         return issues
-    _check_fields(model, input, issues)
-    bad = {issue.path[0] for issue in issues if issue.path}
+    _check_fields(model, input, issues, unreadable)
+    bad = {issue.path[0] for issue in issues if issue.path} | unreadable
     _multi_prompt(model, input, issues, sums=not bad & {"multi_prompt", "duration"})
     return issues
 

@@ -79,6 +79,9 @@ class Source:
     id_location: Location | None = None
     csv: bool = False
     field_origin: Locator | None = None  #: for CSV: header location of a column (unknown fields)
+    #: fields whose cell could not be read (already reported); the job is invalid, and rules that
+    #: depend on them are not checked (they would judge a value the user never wrote)
+    unreadable: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -198,10 +201,10 @@ class Plan:
 
     def _validate(self, source: Source, data: dict[str, Any], field_keys: list[int],
                   combo: tuple[int, ...], sink: Sink) -> bool:
-        """Report the input's problems; True when there were any."""
-        issues = validate_input(source.info, data)
+        """Report the input's problems; True when there were any (or a field could not be read)."""
+        issues = validate_input(source.info, data, source.unreadable)
         if not issues:
-            return False
+            return bool(source.unreadable)
         matrix_fields = {self.matrix.keys[i]: i for i in field_keys}
         for issue in issues:
             location = self._issue_location(source, issue.path, issue.message, matrix_fields, combo)

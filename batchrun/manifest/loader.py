@@ -473,6 +473,7 @@ class Loader:
                 self.problem(cell("id"), "id", str(error))
                 ok = False
         fields: dict[str, Any] = {}
+        unreadable: set[str] = set()
         self.template_failed = False
         for name, (text, column) in row.cells.items():
             if name in JOB_META:
@@ -482,6 +483,7 @@ class Loader:
                 value = coerce_text(info, name, text)
             except ValueError as error:
                 self.problem(here, name, str(error))
+                unreadable.add(name)
                 continue
             fields[name] = self.checked(value, lambda sub, here=here: here, (name,))
         if resolved is None or not ok or self.template_failed:
@@ -492,6 +494,7 @@ class Loader:
             locate=lambda p: Location(path, row.line, columns.get(p[0], 1)) if p else location,
             id_template=id_template, id_location=cell("id") if "id" in row.cells else None, csv=True,
             field_origin=lambda p: table.header_location(p[0]) if p else location,
+            unreadable=frozenset(unreadable),
         )
 
     def load_csv_manifest(self, text: str, prices: PriceTable | None) -> Campaign:

@@ -114,6 +114,26 @@ def test_missing_csv(tmp_path: Path) -> None:
     assert found[0].startswith(f"{manifest}:2:6: csv: cannot read the CSV file")
 
 
+def test_unreadable_cell_gives_one_problem_not_two(tmp_path: Path) -> None:
+    """A bad duration cell is reported once, with no follow-up about segments not adding up to the default."""
+    path = csv_file(tmp_path, 'prompt,duration,multi_prompt\na,abc,"[{""prompt"": ""x"", ""duration"": 3}]"\n')
+    assert lines(path, model=T2V) == [f"{path}:2:2: duration: expected an integer, got `abc`"]
+
+
+def test_unreadable_cells_do_not_make_rows_duplicates(tmp_path: Path) -> None:
+    """Two rows that differ only in unreadable cells get one problem each, not a "duplicate job"."""
+    path = csv_file(tmp_path, "prompt,duration\na,abc\na,xyz\n")
+    assert lines(path, model=T2V) == [f"{path}:2:2: duration: expected an integer, got `abc`",
+                                      f"{path}:3:2: duration: expected an integer, got `xyz`"]
+
+
+def test_unreadable_cell_does_not_hide_other_problems_of_its_row(tmp_path: Path) -> None:
+    """The rest of a row with an unreadable cell is still checked."""
+    path = csv_file(tmp_path, "prompt,duration,cfg_scale\na,abc,7\n")
+    assert lines(path, model=T2V) == [f"{path}:2:2: duration: expected an integer, got `abc`",
+                                      f"{path}:2:3: cfg_scale: must be between 0 and 1 (got 7)"]
+
+
 def test_csv_media_url_must_be_https(tmp_path: Path) -> None:
     """An http:// image URL in a CSV cell is refused at its cell."""
     path = csv_file(tmp_path, "prompt,start_image_url\na,http://e.com/a.png\n")

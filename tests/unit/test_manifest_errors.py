@@ -48,6 +48,8 @@ def test_corpus(name: str) -> None:
     assert first.location.line == EXPECTED[name]["line"], caught.value.lines()
     assert EXPECTED[name]["contains"] in str(first), caught.value.lines()
     assert all("\n" not in line for line in caught.value.lines())
+    if "count" in EXPECTED[name]:
+        assert len(problems) == EXPECTED[name]["count"], caught.value.lines()
 
 
 def test_all_problems_at_once(tmp_path: Path) -> None:

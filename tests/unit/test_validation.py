@@ -246,6 +246,17 @@ def test_invalid_port_is_a_problem_not_a_crash(url: str) -> None:
     assert issues(I2V, i2v(start_image_url=url)) == {"start_image_url": f"has an invalid port (got `{url}`)"}
 
 
+def test_unreadable_field_skips_rules_that_depend_on_it() -> None:
+    """A field that could not be read gets no second, misleading problem: no sum against a default, no "missing"."""
+    segments = [{"prompt": "a", "duration": 3}]
+    assert "multi_prompt" in issues(I2V, i2v(multi_prompt=segments))  # 3 s against the default 10 s
+    found = validate_input(I2V, i2v(multi_prompt=segments), unreadable=frozenset({"duration"}))
+    assert found == []
+    assert validate_input(I2V, {"prompt": "a"}, unreadable=frozenset({"start_image_url"})) == []
+    found = validate_input(I2V, i2v(duration=99, cfg_scale=7), unreadable=frozenset({"duration"}))
+    assert [issue.field for issue in found] == ["cfg_scale"]
+
+
 def test_input_must_be_mapping() -> None:
     """A non-mapping input is one problem, for known and unknown models alike."""
     assert validate_input(T2V, [1])[0].message.startswith("the input must be a mapping")
