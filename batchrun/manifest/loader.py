@@ -410,7 +410,10 @@ class Loader:
             return None, None, True
         raw = job["id"]
         location = self.at((*base, "id"))
-        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)) or str(raw) == "":
+        if isinstance(raw, str) and not raw.strip():
+            self.problem(location, "id", "must not be empty")
+            return None, location, False
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             self.problem(location, "id", f"must be a string or a number (got {_kind(raw)})")
             return None, location, False
         if isinstance(raw, (int, float)) and self.doc is not None:

@@ -188,3 +188,15 @@ def test_exponent_float_out_of_range_is_a_located_problem(tmp_path: Path) -> Non
         jobs: [{{prompt: x, cfg_scale: 1e1}}]
     """)
     assert lines(path) == [f"{path}:2:31: cfg_scale: must be between 0 and 1 (got 10.0)"]
+
+
+def test_empty_id_says_it_is_empty(tmp_path: Path) -> None:
+    """`id: ""` (or blank) is reported as empty, not as the wrong type."""
+    for written in ('""', "'  '"):
+        path = write(tmp_path, f"""
+            model: {T2V}
+            jobs:
+              - id: {written}
+                prompt: x
+        """)
+        assert lines(path) == [f"{path}:3:9: id: must not be empty"]
