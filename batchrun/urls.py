@@ -6,9 +6,13 @@ import ipaddress
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1) only.
+
+    ``*.localhost`` names are NOT loopback here: nothing guarantees a resolver keeps them on this
+    machine, and plain http (the token, result files) is only allowed where it cannot leave it.
+    """
     host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
