@@ -3,8 +3,9 @@
 ``RetryPolicy.decide(error, attempt, elapsed, rng=...)`` answers "how many seconds to wait before
 trying again, or None to give up". Transient failures (``TransientApiError`` including
 ``RateLimitedError``, ``TransientDownloadError``, httpx transport errors and timeouts) are retried
-with exponential backoff and full jitter, capped; a server's ``Retry-After`` is honoured (capped
-at ``retry_after_cap``). Everything else is given up at once.
+with exponential backoff and full jitter, capped; a server's ``Retry-After`` (a ``retry_after``
+attribute on any transient error: a 429, but also a 503 or any 5xx, from the API or a file host)
+is honoured, capped at ``retry_after_cap``. Everything else is given up at once.
 
 ``RetryPolicy.retrying(sleep=...)`` builds a ``tenacity.AsyncRetrying`` whose ``retry``/``wait``/
 ``stop`` all come from one ``decide`` call per failure, so the jitter drawn is the one slept.
@@ -16,6 +17,7 @@ caller's job: it raises a non-transient error for those, and the policy then giv
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from batchrun.errors import RateLimitedError, TransientApiError, TransientDownloadError
+from batchrun.errors import TransientApiError, TransientDownloadError
 
 #: httpx transport errors that are our bug or a bad configuration, never worth retrying
 _NOT_TRANSIENT_TRANSPORT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
@@ -39,6 +41,14 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, _NOT_TRANSIENT_TRANSPORT):
         return False
     return isinstance(error, (httpx.TransportError, TimeoutError, ConnectionError))
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """The seconds a server asked us to wait (any transient error may carry ``retry_after``)."""
+    value = getattr(error, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,8 @@ class RetryPolicy:
             return None
         if attempt >= self.max_attempts:
             return None
-        retry_after = getattr(error, "retry_after", None) if isinstance(error, RateLimitedError) else None
-        if retry_after is not None and retry_after >= 0:
+        retry_after = _retry_after(error)
+        if retry_after is not None:
             wait = min(float(retry_after), self.retry_after_cap)
         else:
             ceiling = self.backoff_ceiling(attempt)

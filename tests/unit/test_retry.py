@@ -158,3 +158,18 @@ def test_invalid_policy_is_rejected() -> None:
     """A nonsensical policy fails loudly when built, not in the middle of a run."""
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientApiError("503", status_code=503, retry_after=9.0),
+        TransientDownloadError("503 from the CDN", retry_after=9),
+        RateLimitedError("429", retry_after=9.0),
+    ],
+)
+def test_retry_after_is_honoured_on_any_transient_error(error: BaseException) -> None:
+    """A 503 (API or file host) that says when to come back is waited for exactly that long, capped."""
+    assert NO_JITTER.decide(error, 1, 0.0) == 9.0
+    capped = RetryPolicy(max_attempts=6, base=1.0, cap=8.0, max_elapsed=None, jitter=False, retry_after_cap=5)
+    assert capped.decide(error, 1, 0.0) == 5.0
