@@ -19,10 +19,18 @@ What is retried (per the ``RetryPolicy``, default ``RetryPolicy()``):
   transient, ``cause`` = the underlying error). The caller must treat the job as possibly
   created and apply its "submitting" policy; it must not simply submit again.
 
-Errors raised: ``AuthError`` (stop the run), ``InsufficientBalanceError`` (stop submitting),
-other ``PermanentApiError`` subclasses (fail the job), ``TransientApiError`` (retries exhausted;
-the job stays as it was), ``SubmitOutcomeUnknown``. Transport errors are wrapped in
-``TransientApiError`` (``__cause__`` kept). No message carries the token.
+Errors raised: ``AuthError`` (stop the run), ``InsufficientBalanceError`` (stop submitting; on
+status/result/cancel too: keep polling), ``RequestNotFoundError`` / ``ForbiddenError`` on a
+poll only for the published codes 404001 / 403001 / 403003 (the id is gone for sure),
+``UnexpectedAnswerError`` on a poll for a refusal without a published code (a bare 404, an odd
+4xx: worth a few more polls), other ``PermanentApiError`` subclasses (fail the job),
+``TransientApiError`` (retries exhausted; the job stays as it was), ``SubmitOutcomeUnknown``.
+Transport errors are wrapped in ``TransientApiError`` (``__cause__`` kept).
+
+The token never leaves the client in anything the server said: every answer body is redacted
+(the token, and ``Bearer <anything>``) before it is classified or parsed, and every error
+message is redacted again on the way out. Relative output URLs are resolved against
+``base_url``.
 """
 
 from __future__ import annotations
@@ -49,8 +57,10 @@ from batchrun.api.responses import (
     parse_status,
     parse_submission,
     redact,
+    redact_value,
 )
 from batchrun.errors import (
+    BatchrunError,
     ConfigError,
     PermanentApiError,
     RequestNotFoundError,
@@ -145,14 +155,15 @@ class RunComfyClient:
                     ),
                     cause=error,
                 ) from error
-            problem = classify_error(response.status_code, response.headers, response.content, secret=self._token)
+            data, body = self._read(response)
+            problem = classify_error(response.status_code, response.headers, body, secret=self._token)
             if isinstance(problem, RequestNotFoundError) and problem.error_code is None:
                 # a bare 404 on POST /v1/models/{id}: the model, not a request, is unknown
                 problem = UnknownModelError(problem.message, status_code=404, model=model_id)
             if problem is not None:
                 raise problem
             try:
-                return parse_submission(decode_body(response.content))
+                return parse_submission(data)
             except SubmitOutcomeUnknown as error:
                 raise SubmitOutcomeUnknown(
                     f"{error.message} (HTTP {response.status_code})", status_code=response.status_code
@@ -163,12 +174,12 @@ class RunComfyClient:
     async def status(self, request_id: str) -> StatusReport:
         """A job's status (and queue position while queued)."""
         data = await self._call("status", "GET", protocol.status_path(_quote_id(request_id)))
-        return parse_status(data, request_id)
+        return parse_status(data, request_id, base_url=self.base_url)
 
     async def result(self, request_id: str) -> ResultReport:
         """A job's status and, once completed, its output URLs; the cheap way to poll."""
         data = await self._call("result", "GET", protocol.result_path(_quote_id(request_id)))
-        return parse_result(data, request_id)
+        return parse_result(data, request_id, base_url=self.base_url)
 
     async def cancel(self, request_id: str) -> CancelReport:
         """Ask RunComfy to cancel a job (only queued jobs can be); safe to repeat."""
@@ -178,10 +189,32 @@ class RunComfyClient:
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _run(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
-        async for trying in self.retry.retrying(sleep=self._sleep, rng=self._rng):
-            with trying:
-                return await attempt()
+        try:
+            async for trying in self.retry.retrying(sleep=self._sleep, rng=self._rng):
+                with trying:
+                    return await attempt()
+        except BatchrunError as error:
+            self._scrub_error(error)
+            raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _read(self, response: httpx.Response) -> tuple[Any, Any]:
+        """The decoded JSON (redacted), and the body to classify (that JSON, or redacted text)."""
+        data = redact_value(decode_body(response.content), self._token)
+        if isinstance(data, Mapping | list):
+            return data, data
+        text = response.content.decode("utf-8", "replace")
+        return data, redact(text, self._token) if text else text
+
+    def _scrub_error(self, error: BatchrunError) -> None:
+        """The last line of defence: nothing an error carries out of the client holds the token."""
+        error.message = redact(error.message, self._token)
+        error.args = tuple(redact(a, self._token) if isinstance(a, str) else a for a in error.args)
+        for name, value in list(vars(error).items()):
+            if name in ("message", "args", "cause", "__cause__", "__context__", "__traceback__"):
+                continue
+            if isinstance(value, str | Mapping | list | tuple):
+                setattr(error, name, redact_value(value, self._token))
 
     async def _call(self, endpoint: str, method: str, path: str) -> Any:
         """An idempotent request: retried on every transient failure; returns the decoded JSON."""
@@ -193,10 +226,12 @@ class RunComfyClient:
                 if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
                     raise PermanentApiError(self._safe(f"{endpoint} request invalid: {error}")) from error
                 raise self._transient(error, endpoint) from error
-            problem = classify_error(response.status_code, response.headers, response.content, secret=self._token)
+            data, body = self._read(response)
+            problem = classify_error(
+                response.status_code, response.headers, body, secret=self._token, poll=True
+            )
             if problem is not None:
                 raise problem
-            data = decode_body(response.content)
             if not isinstance(data, Mapping):
                 raise TransientApiError(
                     f"RunComfy's {endpoint} answer was not a JSON object (HTTP {response.status_code})",

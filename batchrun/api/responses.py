@@ -2,14 +2,21 @@
 
 ``classify_error(status_code, headers, body)`` looks at EVERY answer (a 200 may carry an
 ``error_code``) and returns the exception to raise, or None when the answer is good. Published
-codes win over the HTTP status; unknown codes fall back to the HTTP status, then to the code's
-leading digits (``5xxxxx`` -> transient ...). Messages are one line and never carry the token
-(pass ``secret=`` to scrub anything the server echoed back).
+codes win over the HTTP status; a 3-digit ``error_code`` (100-599) on a 2xx or plain 400 answer
+counts as that HTTP status; other unknown codes fall back to the HTTP status, then to the code's
+leading digits (``5xxxxx`` -> transient ...). With ``poll=True`` (status, result, cancel: calls
+about one request id) a refusal WITHOUT a published code is an ``UnexpectedAnswerError``, so
+"RunComfy says this id is gone" (404001, 403001/403003) stays distinct from "an odd answer".
+``Retry-After`` is read on 429 and on every transient answer (408, 5xx). Messages are one line
+and never carry the token (pass ``secret=`` to scrub anything the server echoed back).
 
 ``parse_submission/parse_status/parse_result/parse_cancel`` turn a decoded JSON answer into
-``Submission``/``StatusReport``/``ResultReport``/``CancelReport``. Status words are normalised to
-``queued``/``running``/``completed``/``cancelled``/``failed``; an unknown word counts as still
-running, and the word as sent is kept in ``raw_status``.
+``Submission``/``StatusReport``/``ResultReport``/``CancelReport``. Status words (any case, ``-``
+or space for ``_``) are normalised to ``queued``/``running``/``completed``/``cancelled``/
+``failed`` through a table of synonyms; a word still unknown counts as ``completed`` when the
+answer holds output URLs, ``failed`` when it holds an ``error``, else still ``running``; the word
+as sent is always kept in ``raw_status``. Relative output URLs (``/files/x.mp4``) are resolved
+against ``base_url`` when given.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin
 
 from batchrun import protocol
 from batchrun.errors import (
@@ -47,6 +55,38 @@ TERMINAL = frozenset({COMPLETED, CANCELLED, FAILED})
 
 _MAX_MESSAGE = 300
 
+# Status words beyond the documented ones (protocol.py), all compared after _status_key().
+_SYNONYMS: dict[str, frozenset[str]] = {
+    QUEUED: protocol.QUEUED_STATUSES
+    | {"queued", "pending", "waiting", "in_queue", "inqueue", "enqueued", "submitted", "scheduled"},
+    RUNNING: protocol.RUNNING_STATUSES
+    | {"processing", "running", "in_progress", "inprogress", "started", "generating"},
+    COMPLETED: protocol.SUCCESS_STATUSES
+    | {"completed", "complete", "succeeded", "success", "successful", "done", "finished"},
+    CANCELLED: protocol.CANCELLED_STATUSES
+    | {"cancelled", "canceled", "cancel", "cancelled_by_user", "canceled_by_user", "user_cancelled",
+       "user_canceled"},
+    FAILED: protocol.FAILED_STATUSES
+    | {"failed", "failure", "fail", "error", "errored", "timeout", "timed_out", "timedout", "expired",
+       "rejected", "aborted"},
+}
+_STATUS_OF: dict[str, str] = {word: status for status, words in _SYNONYMS.items() for word in words}
+
+#: the published error codes: only these say for sure what happened to a request id
+PUBLISHED_CODES = frozenset(
+    {
+        protocol.ERR_UNKNOWN_MODEL,
+        protocol.ERR_INSUFFICIENT_BALANCE,
+        protocol.ERR_TOKEN_MISSING,
+        protocol.ERR_UNAUTHORIZED,
+        protocol.ERR_OTHER_ACCOUNT,
+        protocol.ERR_FORBIDDEN,
+        protocol.ERR_REQUEST_NOT_FOUND,
+        protocol.ERR_VALIDATION,
+        protocol.ERR_INTERNAL,
+    }
+)
+
 
 class SubmitOutcomeUnknown(ApiError):
     """The submit may have reached RunComfy but no usable answer came back: the job may exist (and be billed)."""
@@ -54,6 +94,14 @@ class SubmitOutcomeUnknown(ApiError):
     def __init__(self, message: str | None = None, *, cause: BaseException | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.cause = cause
+
+
+class UnexpectedAnswerError(PermanentApiError):
+    """RunComfy gave an unexpected answer about this request (no published error code).
+
+    A bare 404, a 403 or another 4xx/3xx on status, result or cancel: it may mean the id is gone,
+    or a proxy or an odd server spoke. ``status_code`` says which; poll a few more times first.
+    """
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -110,9 +158,22 @@ class CancelReport:
 
 def redact(text: str, secret: str | None) -> str:
     """``text`` without ``secret`` and without anything that looks like a bearer token."""
+    if not isinstance(text, str):
+        text = str(text)
     if secret:
         text = text.replace(secret, "[redacted]")
     return re.sub(r"(?i)(bearer\s+)[^\s\"',;]+", r"\1[redacted]", text)
+
+
+def redact_value(value: Any, secret: str | None) -> Any:
+    """``value`` (decoded JSON, or any nesting of dicts, lists and strings) with every string redacted."""
+    if isinstance(value, str):
+        return redact(value, secret)
+    if isinstance(value, Mapping):
+        return {redact(str(k), secret): redact_value(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_value(v, secret) for v in value)
+    return value
 
 
 def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
@@ -259,30 +320,44 @@ def classify_error(
     *,
     secret: str | None = None,
     now: datetime | None = None,
+    poll: bool = False,
 ) -> BatchrunError | None:
-    """The error an answer signals (``AuthError`` or an ``ApiError``), or None for a good answer."""
+    """The error an answer signals (``AuthError`` or an ``ApiError``), or None for a good answer.
+
+    ``poll=True`` for calls about an existing request id (status, result, cancel): a refusal that
+    carries no published code raises ``UnexpectedAnswerError`` instead of a specific class.
+    """
     data = decode_body(body)
     payload = data if isinstance(data, Mapping) else {}
     code = _int_or_none(payload.get("error_code"))
-    if code == 0:
+    if code is not None and (code == 0 or 200 <= code < 300):  # "error_code": 0 / 200 mean no error
         code = None
     ok = 200 <= status_code < 300
     if ok and code is None:
         return None
 
+    http_like = code is not None and 100 <= code <= 599  # an HTTP status sent as error_code
     cls: type[BatchrunError] | None = _CODE_CLASSES.get(code) if code is not None else None
-    if status_code == 429:
+    if status_code == 429 or (code == 429 and (ok or status_code == 400)):
         cls = RateLimitedError
+    if cls is None and http_like and (ok or status_code == 400):
+        assert code is not None
+        cls = _class_for_http(code) or PermanentApiError
     if cls is None and not ok:
         cls = _class_for_http(status_code)
     if cls is None and code is not None:  # an unpublished code: go by its leading digits
         cls = _class_for_http(code // 1000) if 100 <= code // 1000 < 600 else None
     if cls is None:
         cls = PermanentApiError
+    if poll and issubclass(cls, PermanentApiError) and code not in PUBLISHED_CODES:
+        if cls is not InsufficientBalanceError:  # a 402 stops submitting, wherever it comes from
+            cls = UnexpectedAnswerError
 
     server_message = payload.get("error_message") or payload.get("message") or payload.get("error")
     if isinstance(server_message, Mapping):
         server_message = server_message.get("message") or json.dumps(server_message)
+    if server_message is not None and not isinstance(server_message, str):
+        server_message = str(server_message)
     detail = payload.get("detail")
     if cls is ValidationRejectedError or (status_code == 422 and detail is not None):
         summary = summarize_detail(detail)
@@ -291,39 +366,58 @@ def classify_error(
     if not server_message and data is None and body:
         excerpt = _text_excerpt(body)
         server_message = f"non-JSON answer: {excerpt}" if excerpt else "non-JSON answer"
-    where = f"HTTP {status_code}" + (f", error_code {code}" if code is not None else "")
+    said = server_message or ""
+    where_parts = [] if f"HTTP {status_code}" in said else [f"HTTP {status_code}"]
+    if code is not None and code != status_code and str(code) not in said:
+        where_parts.append(f"error_code {code}")
+    where = f" ({', '.join(where_parts)})" if where_parts else ""
     base = (cls.__doc__ or cls.__name__).strip().splitlines()[0].rstrip(".")
-    text = f"{base}: {server_message} ({where})" if server_message else f"{base} ({where})"
-    message = redact(one_line(text, 500), secret)
+    base = re.sub(r"\s*\(HTTP \d{3}\)$", "", base)  # the status is said once, in `where`
+    text = f"{base}: {server_message}{where}" if server_message else f"{base}{where}"
+    message = one_line(redact(text, secret), 500)  # redact first: a cut could keep half a token
 
     if cls is AuthError:
         return AuthError(message, status_code=status_code, error_code=code)
     assert issubclass(cls, ApiError)
-    if cls is RateLimitedError:
+    retry_after = None
+    if issubclass(cls, TransientApiError):
         retry_after = parse_retry_after(_lower_headers(headers).get("retry-after"), now=now)
+    if cls is RateLimitedError:
         return RateLimitedError(
             message, retry_after=retry_after, status_code=status_code, error_code=code, detail=detail
         )
+    if retry_after is not None:  # a 503 (or any 5xx) that says when to come back
+        return cls(message, status_code=status_code, error_code=code, detail=detail, retry_after=retry_after)
     return cls(message, status_code=status_code, error_code=code, detail=detail)
 
 
 # --- answers ------------------------------------------------------------------------------------
 
 
+def _status_key(word: str) -> str:
+    return re.sub(r"[\s-]+", "_", word.strip().lower())
+
+
+def known_status(word: Any) -> str | None:
+    """The batchrun status for a RunComfy status word, or None when the word is not known."""
+    if not isinstance(word, str):
+        return None
+    return _STATUS_OF.get(_status_key(word))
+
+
 def normalize_status(word: Any) -> str:
     """The batchrun status for a RunComfy status word; unknown words count as still running."""
-    if not isinstance(word, str):
-        return RUNNING
-    w = word.strip().lower()
-    if w in protocol.QUEUED_STATUSES:
-        return QUEUED
-    if w in protocol.RUNNING_STATUSES:
-        return RUNNING
-    if w in protocol.SUCCESS_STATUSES:
+    return known_status(word) or RUNNING
+
+
+def _infer_status(raw: Any, urls: tuple[str, ...], error: str | None) -> str:
+    """A known word decides; otherwise files mean completed, an error failed, nothing running."""
+    known = known_status(raw)
+    if known is not None:
+        return known
+    if urls:
         return COMPLETED
-    if w in protocol.CANCELLED_STATUSES:
-        return CANCELLED
-    if w in protocol.FAILED_STATUSES:
+    if error:
         return FAILED
     return RUNNING
 
@@ -332,34 +426,61 @@ def _is_url(value: Any) -> bool:
     return isinstance(value, str) and re.match(r"(?i)^https?://[^\s/]+", value.strip()) is not None
 
 
-def _urls_in(value: Any, depth: int = 0) -> list[str]:
-    if depth > 4:
+_LINK_KEYS = ("url", "uri", "href")
+_MAX_DEPTH = 6
+
+
+def _url_from(value: str, base_url: str | None, relative: bool) -> str | None:
+    text = value.strip()
+    if _is_url(text):
+        return text
+    if relative and base_url and text.startswith("/") and not any(c.isspace() for c in text):
+        joined = urljoin(base_url.rstrip("/") + "/", text)
+        return joined if _is_url(joined) else None
+    return None
+
+
+def _urls_in(value: Any, base_url: str | None, relative: bool, depth: int = 0) -> list[str]:
+    """URLs in ``value``: strings, lists, and objects (link keys, then media keys, then the rest).
+
+    ``relative``: a path such as ``/files/x.mp4`` counts (under a media or link key only).
+    """
+    if depth > _MAX_DEPTH:
         return []
     if isinstance(value, str):
-        return [value.strip()] if _is_url(value) else []
+        url = _url_from(value, base_url, relative)
+        return [url] if url else []
     if isinstance(value, list | tuple):
-        return [u for item in value for u in _urls_in(item, depth + 1)]
-    if isinstance(value, Mapping):  # e.g. {"url": "..."} objects
+        return [u for item in value for u in _urls_in(item, base_url, relative, depth + 1)]
+    if isinstance(value, Mapping):
         found: list[str] = []
-        for key in ("url", "uri", "href"):
+        for key in (*_LINK_KEYS, *protocol.OUTPUT_URL_KEYS):
             if key in value:
-                found += _urls_in(value[key], depth + 1)
+                found += _urls_in(value[key], base_url, True, depth + 1)
+        for key, item in value.items():
+            if key not in _LINK_KEYS and key not in protocol.OUTPUT_URL_KEYS:
+                found += _urls_in(item, base_url, False, depth + 1)
         return found
     return []
 
 
-def collect_output_urls(output: Any) -> tuple[str, ...]:
-    """Every URL in an ``output`` value: the documented keys first, then any other URL-valued key."""
+def collect_output_urls(output: Any, base_url: str | None = None) -> tuple[str, ...]:
+    """Every URL in an ``output`` value, without duplicates, the video first.
+
+    The documented keys come first (``video``, ``videos``, ``image``, ``images``, each a URL, a
+    list, or objects such as ``{"url": ...}``), then any URL anywhere else in the output. Paths
+    such as ``/files/x.mp4`` under a documented or ``url`` key are resolved against ``base_url``.
+    """
     found: list[str] = []
     if isinstance(output, Mapping):
         for key in protocol.OUTPUT_URL_KEYS:
             if key in output:
-                found += _urls_in(output[key])
+                found += _urls_in(output[key], base_url, True)
         for key, value in output.items():
             if key not in protocol.OUTPUT_URL_KEYS:
-                found += _urls_in(value)
+                found += _urls_in(value, base_url, key in _LINK_KEYS)
     else:
-        found += _urls_in(output)
+        found += _urls_in(output, base_url, True)
     return tuple(dict.fromkeys(found))
 
 
@@ -403,12 +524,20 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def _error_text(value: Any) -> str | None:
-    if value is None or value == "" or value == {}:
+    if value is None or value is False or value == 0 or value == "" or value == {} or value == []:
         return None
+    if value is True:
+        return "RunComfy reported an error (no reason given)"
     if isinstance(value, Mapping):
         text = value.get("message") or value.get("error_message") or value.get("detail")
         value = text if text else json.dumps(value, sort_keys=True)
-    return one_line(str(value))
+    text = one_line(str(value))
+    return text or None
+
+
+def _answer_error(obj: Mapping[str, Any]) -> str | None:
+    """The failure text of a status/result answer: ``error``, else ``error_message``."""
+    return _error_text(obj.get("error")) or _error_text(obj.get("error_message"))
 
 
 def parse_submission(data: Any) -> Submission:
@@ -426,39 +555,32 @@ def parse_submission(data: Any) -> Submission:
     )
 
 
-def parse_status(data: Any, request_id: str) -> StatusReport:
-    """A status answer."""
+def parse_status(data: Any, request_id: str, *, base_url: str | None = None) -> StatusReport:
+    """A status answer (an unknown word with output or an error present is read like a result)."""
     obj = _require_object(data, "status")
     raw = obj.get("status")
     position = _int_or_none(obj.get("queue_position"))
+    status = _infer_status(raw, collect_output_urls(obj.get("output"), base_url), _answer_error(obj))
     return StatusReport(
         request_id=_request_id(obj, request_id),
-        status=normalize_status(raw),
+        status=status,
         raw_status=raw if isinstance(raw, str) else None,
         queue_position=position if position is not None and position >= 0 else None,
     )
 
 
-def parse_result(data: Any, request_id: str) -> ResultReport:
+def parse_result(data: Any, request_id: str, *, base_url: str | None = None) -> ResultReport:
     """A result answer (also a poll: unfinished jobs answer with their status and no output)."""
     obj = _require_object(data, "result")
     raw = obj.get("status")
-    urls = collect_output_urls(obj.get("output"))
-    error = _error_text(obj.get("error"))
-    if isinstance(raw, str) and raw.strip():
-        status = normalize_status(raw)
-    elif urls:  # no status word but files: it finished
-        status = COMPLETED
-    elif error:
-        status = FAILED
-    else:
-        status = RUNNING
+    urls = collect_output_urls(obj.get("output"), base_url)
+    error = _answer_error(obj)
     return ResultReport(
         request_id=_request_id(obj, request_id),
-        status=status,
+        status=_infer_status(raw, urls, error),
         raw_status=raw if isinstance(raw, str) else None,
         output_urls=urls,
-        error=error if status == FAILED or error else None,
+        error=error,
         created_at=parse_timestamp(obj.get("created_at")),
         finished_at=parse_timestamp(obj.get("finished_at")),
         raw=dict(obj),
@@ -473,7 +595,7 @@ def parse_cancel(data: Any, request_id: str) -> CancelReport:
     raw = obj.get("status")
     status = normalize_status(raw) if isinstance(raw, str) and raw.strip() else None
     if outcome is not None:
-        cancelled = outcome in protocol.CANCELLED_STATUSES
+        cancelled = known_status(outcome) == CANCELLED
     else:
         cancelled = status == CANCELLED
     return CancelReport(

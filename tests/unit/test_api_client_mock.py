@@ -10,12 +10,14 @@ import anyio
 import httpx
 import pytest
 
-from batchrun.api import RunComfyClient, SubmitOutcomeUnknown
+from batchrun.api import RunComfyClient, SubmitOutcomeUnknown, UnexpectedAnswerError
 from batchrun.download import Downloader
 from batchrun.errors import (
     PermanentDownloadError,
     AuthError,
     BatchrunError,
+    ConfigError,
+    ForbiddenError,
     InsufficientBalanceError,
     PermanentApiError,
     RequestNotFoundError,
@@ -425,3 +427,133 @@ def test_redirect_never_gains_credentials(tmp_path: Path) -> None:
     anyio.run(main)
     assert [r.url.host for r in seen] == ["cdn.test", "other.test"] * 2
     assert all("authorization" not in r.headers and "cookie" not in r.headers for r in seen)
+
+
+# --- an independent server's odd answers -------------------------------------------------------
+
+
+def test_echoed_token_never_reaches_a_stored_field() -> None:
+    """A server echoing the token into a failure, status or cancel answer never hands it to the store."""
+    echo = f"upstream said: Bearer {TOKEN} was refused (token={TOKEN})"
+    long_echo = "y" * 290 + TOKEN  # cut at the length limit right through the token
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/status"):
+            return ok(request_id="r", status=f"failed: {echo}", error=echo)
+        if path.endswith("/result"):
+            error = long_echo if request.url.params.get("long") else echo
+            return ok(request_id=f"r {TOKEN}", status="failed", error=error, detail={"why": echo})
+        return ok(request_id="r", status="in_progress", outcome=f"not_cancellable ({echo})")
+
+    rec = Recorder(answer)
+
+    async def main() -> list[object]:
+        async with client_for(rec) as client:
+            result = await client.result("r")
+            status = await client.status("r")
+            cancel = await client.cancel("r")
+            client._http.params = httpx.QueryParams(long="1")  # type: ignore[attr-defined]
+            cut = await client.result("r")
+            return [result, status, cancel, cut]
+
+    reports = run(main)
+    text = repr(reports) + "".join(repr(getattr(r, "raw", "")) for r in reports)  # type: ignore[union-attr]
+    assert TOKEN not in text and TOKEN[:8] not in text
+    assert "Bearer [redacted]" in reports[0].error  # type: ignore[index,attr-defined]
+    assert reports[0].status == "failed"  # type: ignore[index,attr-defined]
+
+
+def test_echoed_token_never_reaches_an_exception() -> None:
+    """Every error raised by a poll, however the server phrased it, is free of the token."""
+    echo = "z" * 480 + f" Bearer {TOKEN} {TOKEN}"
+    answers = [
+        httpx.Response(404, text=echo),
+        httpx.Response(200, json={"error_code": 403001, "message": echo, "detail": [echo]}),
+        httpx.Response(409, json={"message": echo}),
+        httpx.Response(200, json={"error_code": 400002, "error": {"message": echo}}),
+    ]
+    seen: list[BatchrunError] = []
+
+    async def main() -> None:
+        for answer in answers:
+            async with client_for(Recorder(answer), retry=RetryPolicy(max_attempts=1)) as client:
+                for call in (client.status, client.result, client.cancel):
+                    with pytest.raises(BatchrunError) as info:
+                        await call("r")
+                    seen.append(info.value)
+
+    run(main)
+    for error in seen:
+        assert TOKEN[:8] not in f"{error} {error.message} {error.args!r} {vars(error)!r}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (httpx.Response(404, json={"error_code": 404001, "message": "gone"}), RequestNotFoundError),
+        (httpx.Response(403, json={"error_code": 403001}), ForbiddenError),
+        (httpx.Response(200, json={"error_code": 403003}), ForbiddenError),
+        (httpx.Response(404, text="Not Found"), UnexpectedAnswerError),
+        (httpx.Response(404), UnexpectedAnswerError),
+        (httpx.Response(405, text="Method Not Allowed"), UnexpectedAnswerError),
+        (httpx.Response(400, json={"error_code": 400002, "message": "top up"}), InsufficientBalanceError),
+        (httpx.Response(200, json={"error_code": 400002}), InsufficientBalanceError),
+    ],
+)
+def test_poll_refusals_say_whether_the_request_is_gone(answer: httpx.Response, expected: type) -> None:
+    """status/result/cancel raise RequestNotFound/Forbidden only for published codes; odd 4xx are UnexpectedAnswerError."""
+
+    async def main() -> None:
+        for endpoint in ("status", "result", "cancel"):
+            rec = Recorder(answer)
+            async with client_for(rec) as client:
+                with pytest.raises(expected) as info:
+                    await getattr(client, endpoint)("r")
+                assert type(info.value) is expected
+                assert info.value.status_code == answer.status_code
+            assert len(rec.requests) == 1 and rec.slept == []
+
+    run(main)
+
+
+def test_relative_output_url_is_resolved_against_the_base_url() -> None:
+    """A result naming its file as /files/rel.mp4 yields a downloadable URL on the API host."""
+    rec = Recorder(ok(request_id="r", status="completed", output={"video": "/files/rel.mp4"}))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            report = await client.result("r")
+            assert report.output_urls == (f"{BASE}/files/rel.mp4",)
+
+    run(main)
+
+
+def test_retry_after_on_503_is_honoured() -> None:
+    """A 503 with Retry-After waits as long as the server asked (like a 429), then polls again."""
+    rec = Recorder(httpx.Response(503, headers={"Retry-After": "17"}), ok(request_id="r", status="in_queue"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            assert (await client.status("r")).status == "queued"
+
+    run(main)
+    assert rec.slept == [17]
+
+
+def test_http_like_error_code_in_a_200_is_retried() -> None:
+    """A 200 carrying error_code 429 or 500 is retried instead of failing the job."""
+    rec = Recorder(ok(error_code=429, message="slow"), ok(error_code=500), ok(request_id="r", status="in_progress"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            assert (await client.result("r")).status == "running"
+
+    run(main)
+    assert len(rec.requests) == 3
+
+
+def test_http_base_url_on_a_dot_localhost_name_is_refused() -> None:
+    """The token never goes over plain http to a *.localhost name, which a resolver may send elsewhere."""
+    with pytest.raises(ConfigError):
+        RunComfyClient("http://api.localhost:8000", TOKEN)

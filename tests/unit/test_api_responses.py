@@ -9,6 +9,7 @@ import pytest
 
 from batchrun.api.responses import (
     SubmitOutcomeUnknown,
+    UnexpectedAnswerError,
     classify_error,
     collect_output_urls,
     normalize_status,
@@ -254,3 +255,159 @@ def test_cancel_outcomes() -> None:
     implied = parse_cancel({"request_id": "r", "status": "canceled"}, "r")
     assert yes.cancelled and not no.cancelled and implied.cancelled
     assert no.status == "running" and no.outcome == "not_cancellable"
+
+
+# --- tolerance for an independent implementation of the API ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("success", "completed"),
+        ("Successful", "completed"),
+        ("COMPLETE", "completed"),
+        ("done", "completed"),
+        ("finished", "completed"),
+        ("error", "failed"),
+        ("Errored", "failed"),
+        ("timeout", "failed"),
+        ("timed_out", "failed"),
+        ("expired", "failed"),
+        ("rejected", "failed"),
+        ("aborted", "failed"),
+        ("CANCELED", "cancelled"),
+        ("Cancelled", "cancelled"),
+        ("waiting", "queued"),
+        ("PENDING", "queued"),
+        ("In Queue", "queued"),
+        ("processing", "running"),
+        ("started", "running"),
+        ("in-progress", "running"),
+    ],
+)
+def test_status_synonyms_are_understood(word: str, expected: str) -> None:
+    """A server spelling 'finished', 'Timed_Out' or 'waiting' still moves the job to the right state."""
+    assert normalize_status(word) == expected
+
+
+def test_unknown_word_with_output_counts_as_completed() -> None:
+    """A result with files is downloaded even when its status word is new to batchrun."""
+    report = parse_result({"status": "ready", "output": {"video": "https://cdn.example/a.mp4"}}, "r1")
+    assert report.status == "completed" and report.raw_status == "ready"
+    assert report.output_urls == ("https://cdn.example/a.mp4",)
+
+
+def test_unknown_word_with_error_counts_as_failed() -> None:
+    """A result carrying an error under an unknown status word fails the job instead of polling forever."""
+    report = parse_result({"status": "nsfw_blocked", "error": "content policy"}, "r1")
+    assert report.status == "failed" and report.error == "content policy"
+    assert report.raw_status == "nsfw_blocked"
+    status = parse_status({"status": "nsfw_blocked", "error": {"message": "content policy"}}, "r1")
+    assert status.status == "failed" and status.raw_status == "nsfw_blocked"
+
+
+def test_unknown_word_without_output_or_error_keeps_polling() -> None:
+    """An unknown word with nothing else to go on is still polled (and an 'error: false' is no error)."""
+    report = parse_result({"status": "warming_up", "error": False}, "r1")
+    assert report.status == "running" and report.error is None and not report.is_terminal
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (429, RateLimitedError),
+        (500, TransientApiError),
+        (503, TransientApiError),
+        (401, AuthError),
+        (402, InsufficientBalanceError),
+        (404, RequestNotFoundError),
+        (418, PermanentApiError),
+    ],
+)
+def test_http_status_sent_as_error_code_is_classified_like_that_status(code: int, expected: type) -> None:
+    """A 200 carrying error_code 429 or 500 is retried, and 401 stops the run, as the HTTP status would."""
+    error = classify_error(200, {}, body(error_code=code, message="oops"))
+    assert type(error) is expected
+    assert error.error_code == code  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "expected"),
+    [
+        (404, body(error_code=404001), RequestNotFoundError),
+        (403, body(error_code=403001), ForbiddenError),
+        (403, body(error_code=403003), ForbiddenError),
+        (400, body(error_code=400002), InsufficientBalanceError),
+        (200, body(error_code=400002), InsufficientBalanceError),
+        (402, b"", InsufficientBalanceError),
+        (401, b"", AuthError),
+        (429, b"", RateLimitedError),
+        (404, b"", UnexpectedAnswerError),
+        (404, b"<html>Not Found</html>", UnexpectedAnswerError),
+        (403, b"", UnexpectedAnswerError),
+        (410, body(message="gone"), UnexpectedAnswerError),
+        (400, body(error_code=404002), UnexpectedAnswerError),
+        (200, body(error_code=404), UnexpectedAnswerError),
+        (302, b"", UnexpectedAnswerError),
+    ],
+)
+def test_poll_refusals_tell_gone_from_odd(status: int, payload: bytes, expected: type) -> None:
+    """Only a published code fails a job as gone; a bare 404 or odd 4xx on a poll is an UnexpectedAnswerError."""
+    error = classify_error(status, {}, payload, poll=True)
+    assert type(error) is expected
+    assert error.status_code == status  # type: ignore[union-attr]
+
+
+def test_retry_after_is_read_on_5xx() -> None:
+    """A 503 that says when to come back is waited for like a 429."""
+    error = classify_error(503, {"Retry-After": "9"}, b"")
+    assert isinstance(error, TransientApiError) and error.retry_after == 9  # type: ignore[attr-defined]
+    coded = classify_error(500, {"retry-after": "4"}, body(error_code=500001))
+    assert coded.retry_after == 4  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("status", "payload"),
+    [(429, b""), (429, body(message="Too many requests (HTTP 429)")), (429, body(error_code=429))],
+)
+def test_message_names_the_status_once(status: int, payload: bytes) -> None:
+    """Error lines read cleanly: '(HTTP 429)' appears once, not twice."""
+    error = classify_error(status, {}, payload)
+    assert error is not None and error.message.count("HTTP 429") == 1, error.message
+
+
+def test_token_cut_in_half_by_the_length_limit_never_leaks() -> None:
+    """A long echoed message is shortened after the token is removed, so no prefix of it survives."""
+    secret = "sk-VERYSECRETTOKEN-0123456789"
+    for pad in range(400, 500):
+        error = classify_error(400, {}, body(message="x" * pad + secret), secret=secret)
+        assert error is not None and "sk-VERYSEC" not in error.message, pad
+
+
+def test_relative_output_urls_are_resolved_against_the_base() -> None:
+    """A result that names its file by path (/files/x.mp4) is still downloaded, from the API host."""
+    output = {"video": "/files/rel.mp4", "images": ["/files/a.png"], "note": "/not/a/link"}
+    assert collect_output_urls(output, base_url="http://127.0.0.1:8000") == (
+        "http://127.0.0.1:8000/files/rel.mp4",
+        "http://127.0.0.1:8000/files/a.png",
+    )
+    report = parse_result({"status": "completed", "output": {"video": "/f/v.mp4"}}, "r", base_url="https://api.test/")
+    assert report.output_urls == ("https://api.test/f/v.mp4",)
+
+
+def test_url_objects_nested_in_documented_keys_are_collected_video_first() -> None:
+    """Files given as {'url': ...} or {'video': {'url': ...}} objects are all found, the video first."""
+    output = {
+        "meta": {"preview": "https://cdn.example/p.jpg"},
+        "images": [{"image": {"url": "https://cdn.example/i.png"}}],
+        "videos": [{"url": "https://cdn.example/w.mp4"}, {"video": {"url": "https://cdn.example/x.mp4"}}],
+        "video": {"url": "https://cdn.example/v.mp4", "thumbnail": {"url": "https://cdn.example/t.jpg"}},
+    }
+    assert collect_output_urls(output) == (
+        "https://cdn.example/v.mp4",
+        "https://cdn.example/t.jpg",
+        "https://cdn.example/w.mp4",
+        "https://cdn.example/x.mp4",
+        "https://cdn.example/i.png",
+        "https://cdn.example/p.jpg",
+    )
