@@ -12,6 +12,10 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
   (memory stays flat; bytes received before a break are kept for the resume);
 - resumes a ``.part`` left by an earlier attempt with ``Range: bytes=<size>-`` (re-hashing the
   part first); a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
+  a ``206`` is taken whenever its ``Content-Range`` starts at the bytes already held (0 when no
+  Range was sent; a 206 to a plain GET without ``Content-Range`` is read like a 200), and a 206
+  to a plain GET that starts elsewhere is refused (asking again would get the same answer);
+- honours ``Retry-After`` on 429 and 5xx answers (through the retry policy, capped);
 - checks the final size against ``Content-Length`` / the ``Content-Range`` total: a short file is
   a ``TransientDownloadError`` (retried, resuming);
 - gives up with ``PermanentDownloadError`` past ``max_bytes`` and on 4xx (404/410: "result
@@ -39,6 +43,7 @@ import anyio
 import httpx
 
 from batchrun import __version__
+from batchrun.api.responses import one_line, parse_retry_after
 from batchrun.errors import PermanentDownloadError, TransientDownloadError
 from batchrun.retry import RetryPolicy
 from batchrun.urls import is_loopback_host
@@ -262,7 +267,8 @@ class Downloader:
         if status in (404, 410):
             raise PermanentDownloadError(f"result expired or missing (HTTP {status})", url=url)
         if status in (408, 429) or status >= 500:
-            raise TransientDownloadError(f"file server answered HTTP {status}", url=url)
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise TransientDownloadError(f"file server answered HTTP {status}", url=url, retry_after=retry_after)
         if 400 <= status < 500:
             raise PermanentDownloadError(f"file server refused the download (HTTP {status})", url=url)
         if status not in (200, 206):
@@ -270,15 +276,24 @@ class Downloader:
 
         encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
         expected: int | None = None
+        range_end: int | None = None
         start = 0
-        if status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
-            if not match or not existing or int(match.group(1)) != existing:
+        content_range = response.headers.get("content-range")
+        if status == 206 and (existing or content_range):
+            match = _CONTENT_RANGE.match(content_range or "")
+            if not match or int(match.group(1)) != existing:
+                if not existing:  # a plain GET answered with a slice: asking again gets the same
+                    raise PermanentDownloadError(
+                        f"file server sent only part of the file ({one_line(content_range)}) to a plain GET",
+                        url=url,
+                    )
                 # a range we did not ask for: throw the part away and let the retry start over
                 _unlink(part)
                 raise TransientDownloadError("server sent an unexpected range; starting over", url=url)
             start = existing
             expected = None if match.group(3) == "*" else int(match.group(3))
+            if expected is None:  # total unknown: at least the announced slice must arrive
+                range_end = int(match.group(2)) + 1
         else:
             length = response.headers.get("content-length")
             if length is not None and length.strip().isdigit() and not encoded:
@@ -318,6 +333,8 @@ class Downloader:
         finally:
             handle.close()
 
+        if expected is None and range_end is not None and size < range_end:
+            raise TransientDownloadError(f"truncated download: got {size} of {range_end} bytes", url=url)
         if expected is not None and size > expected:
             _unlink(part)
             raise TransientDownloadError(f"got {size} bytes, more than the {expected} announced", url=url)

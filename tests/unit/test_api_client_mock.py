@@ -557,3 +557,72 @@ def test_http_base_url_on_a_dot_localhost_name_is_refused() -> None:
     """The token never goes over plain http to a *.localhost name, which a resolver may send elsewhere."""
     with pytest.raises(ConfigError):
         RunComfyClient("http://api.localhost:8000", TOKEN)
+
+
+def test_206_to_a_plain_get_is_accepted(tmp_path: Path) -> None:
+    """A file host that always answers 206 still delivers the file instead of retrying forever."""
+    calls: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers.get("range"))
+        return httpx.Response(206, headers={"Content-Range": "bytes 0-9/10"}, content=b"0123456789")
+
+    got = download(handler, tmp_path / "clip.mp4")
+    assert (tmp_path / "clip.mp4").read_bytes() == b"0123456789" and got.size == 10  # type: ignore[attr-defined]
+    assert calls == [None]
+    calls.clear()
+    bare = download(lambda r: httpx.Response(206, content=b"abc"), tmp_path / "bare.mp4")
+    assert bare.size == 3  # type: ignore[attr-defined]
+
+
+def test_206_resume_from_a_full_restart_is_accepted(tmp_path: Path) -> None:
+    """An empty .part is resumed by a 206 that starts at byte 0."""
+    dest = tmp_path / "clip.mp4"
+    dest.with_name("clip.mp4.part").write_bytes(b"")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(206, headers={"Content-Range": "bytes 0-4/5"}, content=b"01234")
+
+    download(handler, dest)
+    assert dest.read_bytes() == b"01234"
+
+
+def test_206_slice_to_a_plain_get_fails_at_once(tmp_path: Path) -> None:
+    """A plain GET answered with a slice from the middle fails once, leaving nothing, instead of looping."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(206, headers={"Content-Range": "bytes 5-9/10"}, content=b"56789")
+
+    with pytest.raises(PermanentDownloadError, match="part of the file"):
+        download(handler, tmp_path / "clip.mp4")
+    assert len(seen) == 1 and list(tmp_path.glob("clip.mp4*")) == []
+
+
+def test_file_host_retry_after_is_honoured(tmp_path: Path) -> None:
+    """A CDN answering 503 with Retry-After is waited for as long as it asked."""
+    answers = [httpx.Response(503, headers={"Retry-After": "11"}), httpx.Response(200, content=b"ok")]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def main() -> None:
+        async with Downloader(transport=httpx.MockTransport(lambda r: answers.pop(0)), sleep=sleep, retry=POLICY) as d:
+            await d.fetch("https://cdn.test/clip.mp4", tmp_path / "a.mp4")
+
+    anyio.run(main)
+    assert slept == [11] and (tmp_path / "a.mp4").read_bytes() == b"ok"
+
+
+@pytest.mark.parametrize("url", ["http://cdn.localhost/a.mp4", "http://a.b.localhost:9/a.mp4"])
+def test_downloader_refuses_plain_http_to_dot_localhost(url: str, tmp_path: Path) -> None:
+    """Result files over plain http are only fetched from this machine, never from a *.localhost name."""
+
+    async def main() -> None:
+        async with Downloader(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as d:
+            await d.fetch(url, tmp_path / "a.mp4")
+
+    with pytest.raises(PermanentDownloadError, match="refusing"):
+        anyio.run(main)
