@@ -17,7 +17,9 @@
     │       ├── ForbiddenError         403001 / 403003
     │       ├── RequestNotFoundError   404001
     │       ├── ValidationRejectedError 422001 (``detail`` from the server)
-    │       └── InsufficientBalanceError 400002: stop submitting, keep polling in-flight jobs
+    │       ├── InsufficientBalanceError 400002: stop submitting, keep polling in-flight jobs
+    │       └── UnexpectedAnswerError  an undocumented refusal to a poll (api/responses.py):
+    │                                  asked again a few times before the job fails
     └── DownloadError                  a result file could not be fetched
         ├── TransientDownloadError     truncated, reset, 5xx: retried (with Range)
         └── PermanentDownloadError     refused URL, too large, 4xx

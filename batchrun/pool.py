@@ -356,6 +356,8 @@ class Runner:
             for job in self.store.iter_jobs(self.campaign_id, states=[JobState.DONE]):
                 if job.updated_at is not None and job.updated_at >= started:
                     continue
+                if not self.options.alone and not _inside(job.output_path, self.output_dir):
+                    continue  # another machine's file: that runner verifies it
                 if await anyio.to_thread.run_sync(_file_matches, job):
                     continue
                 if not job.result_urls:
@@ -801,6 +803,10 @@ class Runner:
             for job in self.store.jobs_in_states(self.campaign_id, [JobState.SUBMITTING], include_superseded=False):
                 if job.key not in held:
                     self.summary.held.append(job.key)
+
+
+def _inside(path: str | None, folder: Path) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
 
 
 def _file_matches(job: Job) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.common import Result
 
-BENCHMARKS = ("makespan", "scale", "download")
+BENCHMARKS = ("makespan", "scale", "download", "runners")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
