@@ -305,6 +305,8 @@ class Runner:
         self._committed = store.committed_cost(cid)
         counts = store.count_by_state(cid)
         self.progress.started(sum(counts.values()), counts)
+        if options.alone:
+            store.release_claims(cid)  # a crashed run's unsubmitted claims must not hold capacity
         taken = store.take_over(cid, options.runner_id, lease_seconds=options.lease_seconds,
                                 states=_TAKEN_OVER, force=options.alone, include_unowned=True)
         await self._adopt(taken, at_start=True)

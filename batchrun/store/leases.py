@@ -184,6 +184,18 @@ class Leases:
                 c.execute(sa.insert(events), moved)
             return [to_job(r) for r in c.execute(sa.select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.id))]
 
+    def release_claims(self: Store, campaign_id: int) -> int:
+        """Drop every claim on the campaign's pending jobs (for a runner alone on the database:
+        claims left by a crashed run would otherwise hold capacity until their leases ran out)."""
+        with self._write() as c:
+            result = c.execute(
+                sa.update(jobs)
+                .where(jobs.c.campaign_id == campaign_id, jobs.c.state == JobState.PENDING.value,
+                       jobs.c.runner_id.is_not(None))
+                .values(runner_id=None, lease_expires_at=None)
+            )
+            return int(result.rowcount or 0)
+
     def release(self: Store, job_id: int) -> None:
         """Nobody holds this job any more (a held submission: it must not keep a lease, or count)."""
         with self._write() as c:

@@ -130,3 +130,12 @@ def test_concurrent_claimers_on_postgres_share_the_cap_exactly(pg_url, make_spec
     claimed = [job_id for ids in results.values() for job_id in ids]
     assert len(claimed) == len(set(claimed)) == 200
     setup.close()
+
+
+def test_a_runner_alone_drops_claims_a_crashed_run_left_on_pending_jobs(any_store, make_spec):
+    """After kill -9, the claims a run made on jobs it never submitted do not hold the cap."""
+    cid = planned(any_store, make_spec, 5)
+    any_store.claim_pending(cid, "crashed", limit=5, cap=5, lease_seconds=600)
+    assert any_store.claim_pending(cid, "restarted", limit=5, cap=5, lease_seconds=60) == []
+    assert any_store.release_claims(cid) == 5
+    assert len(any_store.claim_pending(cid, "restarted", limit=5, cap=5, lease_seconds=60)) == 5

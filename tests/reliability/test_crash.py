@@ -47,6 +47,14 @@ def finish(manifest: Path, base_url: str, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
+def wait_for_requests_or_exit(simulator, target: int, process: subprocess.Popen[str]) -> bool:
+    """Block until the simulator has answered `target` requests (True) or the run ended first (False)."""
+    while not simulator.wait_for_requests(target, timeout=0.25):
+        if process.poll() is not None:
+            return False
+    return True
+
+
 def check_outputs(manifest: Path, simulator) -> int:
     """Every job done, its file byte-identical to what was served, nothing partial; returns files checked."""
     store = open_store(resolve_db_url(None, manifest))
@@ -79,7 +87,7 @@ def test_sigkill_at_random_moments_loses_nothing(isolated_env, make_simulator):
             break
         process = start(manifest, simulator.base_url)
         target = sum(stats.requests.values()) + rng.randint(1, 60)
-        reached = simulator.wait_for_requests(target, timeout=60)
+        reached = wait_for_requests_or_exit(simulator, target, process)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         kills += reached
@@ -106,7 +114,7 @@ def test_ctrl_c_at_random_moments_never_pays_twice(isolated_env, make_simulator)
         if created >= JOBS:
             break
         process = start(manifest, simulator.base_url)
-        simulator.wait_for_requests(sum(simulator.stats().requests.values()) + rng.randint(5, 80), timeout=60)
+        wait_for_requests_or_exit(simulator, sum(simulator.stats().requests.values()) + rng.randint(5, 80), process)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
         assert process.returncode in (0, 130), out + err
