@@ -139,7 +139,7 @@ def run(quick: bool) -> list[Result]:
     for runners in counts:
         efficiency, peak = makespan(runners, jobs, cap, latency)
         results.append(Result(f"runners: makespan efficiency, {runners} runner(s), N={jobs} C={cap} L={latency:g}s",
-                              round(efficiency, 3), "ideal/actual", target=0.9, higher_is_better=True,
+                              round(efficiency, 3), "ideal/actual",
                               details={"peak_unfinished_at_runcomfy": peak, "cap": cap}))
         results.append(Result(f"runners: peak jobs in flight at RunComfy, {runners} runner(s)", peak, "jobs",
                               target=cap))
