@@ -78,6 +78,22 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 ENDPOINTS = ("submit", "status", "result", "cancel")
 
 
+def checked_base_url(base_url: str) -> str:
+    """The API base URL without a trailing slash, or a ConfigError when the token must not go there."""
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}")
+    if url.scheme == "http" and not is_loopback_host(url.host):
+        raise ConfigError(
+            f"refusing to send the API token over plain http to {url.host}; use https (http is only "
+            "allowed for loopback addresses such as the simulator)"
+        )
+    return str(url).rstrip("/")
+
+
 class RunComfyClient:
     """One connection pool to the RunComfy Model API; use as ``async with RunComfyClient(...)``."""
 
@@ -95,15 +111,7 @@ class RunComfyClient:
     ) -> None:
         if not token or not token.strip():
             raise ConfigError(f"no RunComfy API token; set {protocol.TOKEN_ENV}")
-        url = httpx.URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}")
-        if url.scheme == "http" and not is_loopback_host(url.host):
-            raise ConfigError(
-                f"refusing to send the API token over plain http to {url.host}; use https (http is only "
-                "allowed for loopback addresses such as the simulator)"
-            )
-        self.base_url = str(url).rstrip("/")
+        self.base_url = checked_base_url(base_url)
         self._token = token.strip()
         self.retry = retry or RetryPolicy()
         self._sleep = sleep

@@ -99,10 +99,11 @@ def plan_json(report: planning.PlanReport) -> dict[str, Any]:
             "done": counts.done,
         },
         "models": [
-            {"model": m.model, "jobs": m.jobs, "seconds": m.seconds, "usd": m.usd} for m in report.estimate.per_model
+            {"model": m.model, "jobs": m.jobs, "seconds": m.seconds, "usd": _cents(m.usd)}
+            for m in report.estimate.per_model
         ],
         "seconds": report.estimate.seconds,
-        "usd": report.estimate.usd,
+        "usd": _cents(report.estimate.usd),
         "budget": report.budget,
         "over_budget": report.over_budget,
         "sample": [
@@ -116,6 +117,11 @@ def plan_json(report: planning.PlanReport) -> dict[str, Any]:
             for spec in report.estimate.sample
         ],
     }
+
+
+def _cents(value: float | None) -> float | None:
+    """Money as printed: USD rounded to 1/10,000 (no 2.2399999999999998)."""
+    return None if value is None else round(value, 4)
 
 
 def show_plan(report: planning.PlanReport) -> None:

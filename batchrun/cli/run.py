@@ -16,6 +16,7 @@ import click
 
 from batchrun import planning, protocol
 from batchrun.api import RunComfyClient
+from batchrun.api.client import checked_base_url
 from batchrun.cli.options import db_option, json_option, loading_options, manifest_argument
 from batchrun.cli.plan import opened_store
 from batchrun.cli.progress import LiveProgress, LogProgress
@@ -120,7 +121,9 @@ def run(
         local_concurrency=local_concurrency,
         lease_seconds=lease_seconds,
     )
-    _ensure_output_dir((out_dir or campaign.output_dir).resolve())  # before anything is written
+    if not simulate:
+        base_url = checked_base_url(base_url)  # before anything is written
+    _ensure_output_dir((out_dir or campaign.output_dir).resolve())
     with (
         _api(simulate, base_url, sim_latency, sim_failure_rate, sim_faults) as api_url,
         opened_store(db, manifest) as store,

@@ -229,3 +229,11 @@ def test_unusable_output_folder_or_database_is_one_line_exit_2(isolated_env):
     db = batchrun("plan", str(path), "--db", str(blocker / "x.db"))
     assert db.returncode == 2 and "a-file" in db.stderr and "Traceback" not in db.stderr
     assert len(db.stderr.strip().splitlines()) == 1
+
+
+def test_a_plain_http_base_url_is_refused_before_anything_is_written(isolated_env):
+    """`--base-url http://remote` would send the token in clear: one line, exit 2, no database."""
+    path = manifest(isolated_env, 1)
+    result = batchrun("run", str(path), "--base-url", "http://api.example.com", env={"RUNCOMFY_API_TOKEN": "t"})
+    assert result.returncode == 2 and "plain http" in result.stderr
+    assert not (isolated_env / "accept.batchrun.db").exists()
