@@ -200,6 +200,7 @@ class _Tracked:
     resumed: bool = False  # submitted by an earlier run: its latency is unknown
     empty_outputs: int = 0
     odd_answers: int = 0  # undocumented error answers in a row
+    via_status: bool = False  # /result refused while unfinished: check /status first
 
 
 class Runner:
@@ -592,9 +593,18 @@ class Runner:
         if self._wake is wake:
             self._wake = anyio.Event()
 
+    async def _check(self, tracked: _Tracked) -> Any:
+        """One look at a job: ``/result`` (status and output in one answer), or, for a job whose
+        ``/result`` refused while unfinished, ``/status`` and then ``/result`` once it is done."""
+        if tracked.via_status:
+            status = await self.client.status(tracked.request_id)
+            if not status.is_terminal:
+                return status
+        return await self.client.result(tracked.request_id)
+
     async def _poll_one(self, tracked: _Tracked) -> None:
         try:
-            report = await self.client.result(tracked.request_id)
+            report = await self._check(tracked)
         except (RequestNotFoundError, ForbiddenError) as error:  # documented: this request is gone for us
             self._finish_at_runcomfy(tracked)
             self._fail_tracked(tracked, f"RunComfy no longer knows request {tracked.request_id}: {_api_message(error)}")
@@ -609,8 +619,10 @@ class Runner:
             return
         except PermanentApiError as error:
             # an undocumented refusal (a bare 404, an odd 4xx): the job is paid for, so look again
-            # a few times before giving up on it
+            # a few times before giving up on it, through /status from now on (API.md documents
+            # /result as answering while unfinished, but another implementation may refuse)
             tracked.odd_answers += 1
+            tracked.via_status = True
             if tracked.odd_answers >= ODD_ANSWERS_BEFORE_FAILING:
                 self._finish_at_runcomfy(tracked)
                 self._fail_tracked(tracked, f"{_api_message(error)} ({tracked.odd_answers} times in a row)")

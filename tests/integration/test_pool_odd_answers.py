@@ -26,9 +26,11 @@ FAST = RetryPolicy(max_attempts=3, base=0.001, cap=0.002, max_elapsed=5, retry_a
 class Script:
     """What the fake answers to /result, one entry per poll (the last one repeats)."""
 
-    def __init__(self, answers: list[tuple[int, dict]]) -> None:
+    def __init__(self, answers: list[tuple[int, dict]], status: list[tuple[int, dict]] | None = None) -> None:
         self.answers = answers
         self.polls = 0
+        self.status = status or [(200, {"request_id": "req-1", "status": "in_progress"})]
+        self.status_polls = 0
 
 
 def serve(script: Script) -> tuple[ThreadingHTTPServer, str]:
@@ -55,6 +57,11 @@ def serve(script: Script) -> tuple[ThreadingHTTPServer, str]:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                return
+            if self.path.endswith("/status"):
+                index = min(script.status_polls, len(script.status) - 1)
+                script.status_polls += 1
+                self._send(*script.status[index])
                 return
             index = min(script.polls, len(script.answers) - 1)
             script.polls += 1
@@ -99,11 +106,12 @@ def done(url: str) -> tuple[int, dict]:
 
 def test_a_bare_404_on_a_poll_is_asked_again_before_the_paid_job_is_failed(isolated_env):
     """An undocumented 404 (no error_code) once does not fail a job RunComfy is running for us."""
-    script = Script([(404, {"detail": "Not Found"}), (200, {"request_id": "req-1", "status": "in_progress"}),
-                     done("BASE/files/a.mp4")])
+    script = Script([(404, {"detail": "Not Found"}), done("BASE/files/a.mp4")],
+                    status=[(200, {"request_id": "req-1", "status": "in_progress"}),
+                            (200, {"request_id": "req-1", "status": "completed"})])
     summary, job = run_one(isolated_env, script)
     assert job.state is JobState.DONE, job.error
-    assert script.polls == 3
+    assert script.polls == 2 and script.status_polls == 2
 
 
 def test_the_documented_unknown_request_code_fails_the_job_at_once(isolated_env):
@@ -116,11 +124,12 @@ def test_the_documented_unknown_request_code_fails_the_job_at_once(isolated_env)
 
 @pytest.mark.parametrize("status_code", [404, 409, 418])
 def test_repeated_odd_answers_fail_the_job_with_a_clear_reason(isolated_env, status_code):
-    """The same undocumented refusal five times in a row fails the job, saying how often it was seen."""
-    script = Script([(status_code, {"message": "no such thing"})])
+    """Five undocumented refusals in a row (from /result, then /status) fail the job, saying how often."""
+    refusal = (status_code, {"message": "no such thing"})
+    script = Script([refusal], status=[refusal])
     summary, job = run_one(isolated_env, script)
     assert job.state is JobState.FAILED and "5 times in a row" in job.error
-    assert script.polls == 5
+    assert script.polls + script.status_polls == 5
 
 
 def test_destinations_of_extra_files_never_take_another_jobs_name():
@@ -132,3 +141,15 @@ def test_destinations_of_extra_files_never_take_another_jobs_name():
 def test_a_completed_job_without_output_is_asked_again_for_about_a_minute():
     """`completed` with no output yet is polled again over ~a minute before the job is failed."""
     assert 50 <= sum(EMPTY_OUTPUT_WAITS) <= 120
+
+
+def test_a_result_endpoint_that_refuses_until_done_is_followed_through_status(isolated_env):
+    """If /result refuses while a job runs (undocumented), batchrun asks /status and fetches /result once done."""
+    not_ready = (400, {"message": "request not completed yet"})
+    script = Script([not_ready, done("BASE/files/a.mp4")],
+                    status=[(200, {"request_id": "req-1", "status": "in_progress"}),
+                            (200, {"request_id": "req-1", "status": "in_progress"}),
+                            (200, {"request_id": "req-1", "status": "completed"})])
+    summary, job = run_one(isolated_env, script)
+    assert job.state is JobState.DONE, job.error
+    assert script.status_polls == 3 and script.polls == 2  # one refusal, then one /result once completed
