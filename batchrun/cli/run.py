@@ -45,6 +45,11 @@ SIM_TOKEN = "sim-token"
 @click.option("--lease", "lease_seconds", type=click.FloatRange(min=0.5), default=60.0, show_default=True,
               envvar="BATCHRUN_LEASE", show_envvar=True,
               help="Seconds without a heartbeat after which other runners take this runner's jobs over.")
+@click.option("--poll-lateness", type=click.FloatRange(0.005, 1.0), default=0.03, show_default=True,
+              envvar="BATCHRUN_POLL_LATENESS", show_envvar=True,
+              help="How late a finished job may be noticed, as a fraction of the jobs' learned mean duration: "
+              "lower finishes sooner with more status requests, higher spends fewer requests (see README, "
+              "Performance).")
 @click.option("--submit-parallelism", type=click.IntRange(min=1), default=4, show_default=True,
               envvar="BATCHRUN_SUBMIT_PARALLELISM", show_envvar=True,
               help="Most submit requests in flight at once; a crash can leave at most this many jobs in doubt "
@@ -81,6 +86,7 @@ def run(
     prices_file: Path | None,
     out_dir: Path | None,
     concurrency: int,
+    poll_lateness: float,
     local_concurrency: int | None,
     lease_seconds: float,
     submit_parallelism: int,
@@ -120,6 +126,7 @@ def run(
         budget=budget if budget is not None else campaign.budget,
         local_concurrency=local_concurrency,
         lease_seconds=lease_seconds,
+        poll_lateness=poll_lateness,
     )
     if not simulate:
         base_url = checked_base_url(base_url)  # before anything is written

@@ -237,3 +237,11 @@ def test_a_plain_http_base_url_is_refused_before_anything_is_written(isolated_en
     result = batchrun("run", str(path), "--base-url", "http://api.example.com", env={"RUNCOMFY_API_TOKEN": "t"})
     assert result.returncode == 2 and "plain http" in result.stderr
     assert not (isolated_env / "accept.batchrun.db").exists()
+
+
+def test_poll_lateness_out_of_range_is_a_usage_error(isolated_env):
+    """`--poll-lateness 0` would poll without end: refused with exit 2 before anything happens."""
+    path = manifest(isolated_env, 1)
+    result = batchrun("run", str(path), "--simulate", "--poll-lateness", "0")
+    assert result.returncode == 2 and "--poll-lateness" in result.stderr
+    assert not (isolated_env / "accept.batchrun.db").exists()

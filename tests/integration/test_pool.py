@@ -314,3 +314,14 @@ def test_result_files_over_the_size_cap_are_refused(campaign_factory, make_simul
     assert job.state is JobState.FAILED and "download failed" in job.error
     assert summary.exit_code == 1
     assert not [p for p in campaign.output_dir.rglob("*") if p.is_file()]
+
+
+def test_poll_lateness_sets_the_schedule_the_runner_polls_by(campaign_factory, make_simulator):
+    """--poll-lateness becomes the Runner's poll schedule; a lax setting still finishes every job."""
+    campaign = campaign_factory(4)
+    runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
+                    output_dir=campaign.output_dir, client=None, downloader=None,  # type: ignore[arg-type]
+                    options=RunOptions(poll_lateness=0.2))
+    assert runner.schedule.lateness == 0.2
+    summary = campaign.run(make_simulator(), poll_lateness=0.5)
+    assert summary.counts[JobState.DONE] == 4
