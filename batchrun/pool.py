@@ -280,10 +280,11 @@ class Runner:
     def interrupt(self) -> None:
         """First Ctrl-C: submit nothing more, finish what RunComfy already has, then stop."""
         self.summary.interrupted = True
-        in_flight = len(self._tracked) + self._submitting_now
+        at_runcomfy, posting = len(self._tracked), self._submitting_now
+        under_way = f" and {posting} submit(s) under way" if posting else ""
         self.stop_submitting(
-            f"Stopping: no new submissions. Waiting for {in_flight} job(s) in flight (already paid for) "
-            "to finish and download; press Ctrl-C again to exit now (`batchrun run` resumes them)."
+            f"Stopping: no new submissions. Waiting for {at_runcomfy} job(s) at RunComfy (already paid for)"
+            f"{under_way} to finish and download; press Ctrl-C again to exit now (`batchrun run` resumes them)."
         )
 
     def abort(self) -> None:
@@ -443,16 +444,18 @@ class Runner:
         if delay > 0:
             await self.clock.sleep(delay)
 
-    def _deferred(self, job: Job) -> None:
+    def _deferred(self, job: Job, reason: str) -> None:
         """A submit ran out of retries: cool the run down, and give up on this job after a few tries."""
         count = self._deferrals[job.id] = self._deferrals.get(job.id, 0) + 1
         self._cooldown = min(300.0, self._cooldown * 2 if self._cooldown else 15.0)
         self._pause_until = self.clock.monotonic() + self._cooldown
         if count >= 3:
             self._given_up.add(job.id)
-            self.progress.message(f"{job.key}: submit failed {count} times; left pending for the next run")
+            self.progress.message(f"{job.key}: submit failed {count} times ({reason}); left pending for the next run")
         else:
-            self.progress.message(f"{job.key}: submit kept failing; pausing submissions {self._cooldown:.0f}s")
+            self.progress.message(
+                f"{job.key}: submit kept failing ({reason}); pausing submissions {self._cooldown:.0f}s"
+            )
 
     def _within_budget(self, job: Job) -> bool:
         """Reserve the job's estimated cost, or stop submitting when it would pass the budget."""
@@ -538,7 +541,7 @@ class Runner:
         except (TransientApiError, httpx.TransportError) as error:
             # the server answered with an error (or we never connected): nothing was created
             self._back_to_pending(job, error)
-            self._deferred(job)
+            self._deferred(job, _api_message(error))
             return "deferred"
         job = self.store.record_submission(job.id, submission.request_id)
         self.summary.submitted += 1
