@@ -15,15 +15,11 @@ POST, the request id right after it), so a crash at any line leaves a state ``re
 from __future__ import annotations
 
 import math
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from datetime import datetime
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import httpx
@@ -46,13 +42,15 @@ from batchrun.errors import (
 )
 from batchrun.outputs import destinations, keep_aside, sidecar_document, sidecar_path, write_json_atomically
 from batchrun.polling import LatencyModel, PollQueue, PollSchedule, PollState
-from batchrun.states import AT_RUNCOMFY, JobState
+from batchrun.states import JobState
+from batchrun.runs import Progress, RunOptions, RunSummary, SilentProgress, UnknownSubmitPolicy, new_runner_id
+from batchrun.slots import Slots
 from batchrun.store import Store, StaleJobError
 
-
-def new_runner_id() -> str:
-    """``host:pid:random``: unique per run, readable in the database and in takeover events."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+__all__ = [  # the run's values live in batchrun.runs and batchrun.slots; re-exported for callers
+    "Progress", "RunOptions", "RunSummary", "Runner", "SilentProgress", "Slots", "UnknownSubmitPolicy",
+    "new_runner_id",
+]
 
 
 #: seconds between looks at a job reported completed without output (about a minute in all)
@@ -62,132 +60,6 @@ ODD_ANSWERS_BEFORE_FAILING = 5
 
 #: the states a runner takes over from a dead one (or from the previous run)
 _TAKEN_OVER = (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
-
-
-class UnknownSubmitPolicy(StrEnum):
-    """What to do with a job whose submission may or may not have reached RunComfy."""
-
-    HOLD = "hold"  #: leave it in ``submitting`` and report it; nothing is resubmitted (default)
-    RESUBMIT = "resubmit"  #: submit it again: may pay twice if the lost POST had created a job
-    FAIL = "fail"  #: give up on it: mark it failed
-
-
-class Progress(Protocol):
-    """Whatever shows the run to a person; the pool reports to it and never prints itself."""
-
-    def started(self, total: int, counts: dict[JobState, int]) -> None: ...
-    def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None: ...
-    def message(self, text: str) -> None: ...
-
-
-class SilentProgress:
-    def started(self, total: int, counts: dict[JobState, int]) -> None:
-        pass
-
-    def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    concurrency: int = 10  #: jobs submitted and unfinished at RunComfy at once
-    downloads: int = 4  #: simultaneous downloads
-    unknown_submit: UnknownSubmitPolicy = UnknownSubmitPolicy.HOLD
-    verify_done: bool = True  #: re-hash done jobs' files and fetch again those missing or corrupt
-    max_resubmits: int = 3  #: per job and run, under ``--on-unknown-submit=resubmit``
-    budget: float | None = None  #: USD; estimated cost of all submissions never exceeds it
-    #: POSTs in flight at once. Each one whose answer a crash loses is a job in doubt (see the
-    #: `submitting` policy), so this bounds what a kill -9 can leave unknown; submits are fast
-    #: next to generation times, so a few lanes keep the in-flight cap full.
-    submit_parallelism: int = 4
-    runner_id: str = field(default_factory=lambda: new_runner_id())  #: who holds this run's leases
-    lease_seconds: float = 60.0  #: a runner silent this long is presumed dead; others take its jobs
-    #: this runner's own cap; ``concurrency`` is then the campaign-wide cap of all runners together
-    local_concurrency: int | None = None
-    #: the only runner on the database (it holds the SQLite run lock): take every job over at
-    #: start without waiting for the leases of a crashed predecessor, and never wait for others
-    alone: bool = True
-    #: how late a finished job may be noticed, as a fraction of the learned mean duration: lower
-    #: finishes campaigns sooner with more status requests, higher spends fewer requests
-    poll_lateness: float = 0.03
-
-    @property
-    def heartbeat_seconds(self) -> float:
-        return max(0.05, self.lease_seconds / 3)
-
-
-@dataclass
-class RunSummary:
-    """What a run did, for the final screen and the exit code."""
-
-    campaign: str
-    output_dir: Path
-    counts: dict[JobState, int] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
-    held: list[str] = field(default_factory=list)  # keys left in `submitting`
-    stop_reason: str | None = None
-    interrupted: bool = False
-    auth_failed: bool = False
-    wall_seconds: float = 0.0
-    submitted: int = 0
-    downloaded: int = 0
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def exit_code(self) -> int:
-        if self.auth_failed:
-            return 2
-        if self.interrupted:
-            return 130
-        return 0 if self.counts.get(JobState.DONE, 0) == self.total else 1
-
-
-class Slots:
-    """The in-flight cap. Resumed or taken-over jobs take a slot without waiting, even past the cap."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.used = 0
-        self.closed = False
-        self._changed = anyio.Event()
-
-    def take(self) -> None:
-        self.used += 1
-
-    async def acquire(self) -> bool:
-        """Wait for a free slot; False once the slots are closed (submitting stopped)."""
-        while self.used >= self.cap and not self.closed:
-            await self.changed()
-        if self.closed:
-            return False
-        self.used += 1
-        return True
-
-    def release(self) -> None:
-        self.used -= 1
-        self.notify()
-
-    def close(self) -> None:
-        """No more acquiring: wakes every waiter, whose acquire then returns False."""
-        self.closed = True
-        self.notify()
-
-    def notify(self) -> None:
-        """Wake whoever waits in ``changed`` (each waiter then waits on a fresh event)."""
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def changed(self, timeout: float | None = None) -> None:
-        """Until the next ``notify`` (or ``timeout`` seconds)."""
-        event = self._changed
-        with anyio.move_on_after(timeout):
-            await event.wait()
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""What a run is given and what it gives back: options, the summary, the submit policy, progress.
+
+Plain values (no I/O): the CLI builds ``RunOptions`` and renders ``RunSummary``; the pool
+(``batchrun.pool``) reads the one and fills the other.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from batchrun.states import JobState
+
+
+def new_runner_id() -> str:
+    """``host:pid:random``: unique per run, readable in the database and in takeover events."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class UnknownSubmitPolicy(StrEnum):
+    """What to do with a job whose submission may or may not have reached RunComfy."""
+
+    HOLD = "hold"  #: leave it in ``submitting`` and report it; nothing is resubmitted (default)
+    RESUBMIT = "resubmit"  #: submit it again: may pay twice if the lost POST had created a job
+    FAIL = "fail"  #: give up on it: mark it failed
+
+
+class Progress(Protocol):
+    """Whatever shows the run to a person; the pool reports to it and never prints itself."""
+
+    def started(self, total: int, counts: dict[JobState, int]) -> None: ...
+    def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentProgress:
+    def started(self, total: int, counts: dict[JobState, int]) -> None:
+        pass
+
+    def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    concurrency: int = 10  #: jobs submitted and unfinished at RunComfy at once
+    downloads: int = 4  #: simultaneous downloads
+    unknown_submit: UnknownSubmitPolicy = UnknownSubmitPolicy.HOLD
+    verify_done: bool = True  #: re-hash done jobs' files and fetch again those missing or corrupt
+    max_resubmits: int = 3  #: per job and run, under ``--on-unknown-submit=resubmit``
+    budget: float | None = None  #: USD; estimated cost of all submissions never exceeds it
+    #: POSTs in flight at once. Each one whose answer a crash loses is a job in doubt (see the
+    #: `submitting` policy), so this bounds what a kill -9 can leave unknown; submits are fast
+    #: next to generation times, so a few lanes keep the in-flight cap full.
+    submit_parallelism: int = 4
+    runner_id: str = field(default_factory=lambda: new_runner_id())  #: who holds this run's leases
+    lease_seconds: float = 60.0  #: a runner silent this long is presumed dead; others take its jobs
+    #: this runner's own cap; ``concurrency`` is then the campaign-wide cap of all runners together
+    local_concurrency: int | None = None
+    #: the only runner on the database (it holds the SQLite run lock): take every job over at
+    #: start without waiting for the leases of a crashed predecessor, and never wait for others
+    alone: bool = True
+    #: how late a finished job may be noticed, as a fraction of the learned mean duration: lower
+    #: finishes campaigns sooner with more status requests, higher spends fewer requests
+    poll_lateness: float = 0.03
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(0.05, self.lease_seconds / 3)
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the final screen and the exit code."""
+
+    campaign: str
+    output_dir: Path
+    counts: dict[JobState, int] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (key, error)
+    held: list[str] = field(default_factory=list)  # keys left in `submitting`
+    stop_reason: str | None = None
+    interrupted: bool = False
+    auth_failed: bool = False
+    wall_seconds: float = 0.0
+    submitted: int = 0
+    downloaded: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def exit_code(self) -> int:
+        if self.auth_failed:
+            return 2
+        if self.interrupted:
+            return 130
+        return 0 if self.counts.get(JobState.DONE, 0) == self.total else 1
