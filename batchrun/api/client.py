@@ -36,6 +36,7 @@ message is redacted again on the way out. Relative output URLs are resolved agai
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -142,6 +143,16 @@ class RunComfyClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def check_host_resolves(self) -> None:
+        """Raise ConfigError when the API host name does not exist (a typo in --base-url): that
+        never heals, unlike a refused connection or a temporary DNS failure, which are retried."""
+        host = httpx.URL(self.base_url).host
+        try:
+            socket.getaddrinfo(host, None)
+        except socket.gaierror as error:
+            if error.errno == socket.EAI_NONAME:
+                raise ConfigError(f"cannot reach the RunComfy API: no such host {host!r} (check --base-url)") from None
 
     # --- the four calls -------------------------------------------------------------------------
 

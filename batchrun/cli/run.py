@@ -210,6 +210,7 @@ def _execute(
         async with RunComfyClient(base_url, token, max_connections=options.concurrency + 4) as client, Downloader(
             max_connections=options.downloads, max_bytes=max_bytes
         ) as downloader:
+            await anyio.to_thread.run_sync(client.check_host_resolves)
             progress_cm = LiveProgress(terminal) if live else contextlib.nullcontext(LogProgress() if not quiet else None)
             with progress_cm as progress:
                 runner = Runner(

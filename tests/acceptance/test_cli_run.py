@@ -245,3 +245,19 @@ def test_poll_lateness_out_of_range_is_a_usage_error(isolated_env):
     result = batchrun("run", str(path), "--simulate", "--poll-lateness", "0")
     assert result.returncode == 2 and "--poll-lateness" in result.stderr
     assert not (isolated_env / "accept.batchrun.db").exists()
+
+
+def test_a_base_url_host_that_does_not_exist_fails_at_once(isolated_env):
+    """A typo in --base-url is one line and exit 2 at start, not minutes of retries."""
+    import socket
+
+    try:
+        socket.getaddrinfo("no-such-host.invalid", None)
+        pytest.skip("this resolver answers for .invalid names")
+    except socket.gaierror as error:
+        if error.errno != socket.EAI_NONAME:
+            pytest.skip(f"no definite answer from the resolver here ({error})")
+    path = manifest(isolated_env, 1)
+    result = batchrun("run", str(path), "--base-url", "https://no-such-host.invalid", env={"RUNCOMFY_API_TOKEN": "t"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no such host 'no-such-host.invalid'" in result.stderr and "Traceback" not in result.stderr
