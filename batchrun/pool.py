@@ -547,7 +547,7 @@ class Runner:
             try:
                 job = self.store.mark_downloading(tracked.job_id, urls)
             except StaleJobError:
-                self._forget(tracked)
+                self._finish_one()
                 return
             self._moved(job, tracked.state, JobState.DOWNLOADING)
             self._download_send.send_nowait(job)  # stays active until downloaded
@@ -559,7 +559,7 @@ class Runner:
                 self._moved(job, tracked.state, JobState.CANCELLED)
             except StaleJobError:
                 pass
-            self._forget(tracked)
+            self._finish_one()
             return
         self._fail_tracked(tracked, report.error or "generation failed at RunComfy (no reason given)")
 
@@ -569,7 +569,7 @@ class Runner:
         except StaleJobError:
             # changed behind our back (e.g. `batchrun cancel`): stop following it
             self._finish_at_runcomfy(tracked)
-            self._forget(tracked)
+            self._finish_one()
             return False
         tracked.state = new
         self._moved(job, old, new)
@@ -579,9 +579,6 @@ class Runner:
         """RunComfy is done with this job: its in-flight slot is free."""
         if self._tracked.pop(tracked.job_id, None) is not None:
             self.slots.release()
-
-    def _forget(self, tracked: _Tracked) -> None:
-        self._finish_one()
 
     def _fail_tracked(self, tracked: _Tracked, error: str) -> None:
         try:

@@ -130,7 +130,8 @@ def run(
     )
     if not simulate:
         base_url = checked_base_url(base_url)  # before anything is written
-    _ensure_output_dir((out_dir or campaign.output_dir).resolve())
+    output_dir = (out_dir or campaign.output_dir).resolve()
+    _ensure_output_dir(output_dir)
     with (
         _api(simulate, base_url, sim_latency, sim_failure_rate, sim_faults) as api_url,
         opened_store(db, manifest) as store,
@@ -138,9 +139,8 @@ def run(
     ):
         options = dataclasses.replace(options, alone=alone)
         report = planning.plan_campaign(
-            campaign, store, output_dir=out_dir.resolve() if out_dir else None, budget=options.budget
+            campaign, store, output_dir=output_dir, budget=options.budget
         )
-        output_dir = report.output_dir or campaign.output_dir
         if not as_json:
             counts = report.counts
             click.echo(
