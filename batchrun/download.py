@@ -29,6 +29,7 @@ resumes it. Two concurrent fetches to the same ``dest`` are the caller's mistake
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -37,7 +38,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
 import httpx
@@ -49,6 +50,8 @@ from batchrun.retry import RetryPolicy
 from batchrun.urls import is_loopback_host
 
 CHUNK = 1024 * 1024
+BATCH = 1024 * 1024  #: bytes gathered before a write-and-hash hand-off to a thread
+BATCHES_AHEAD = 4  #: batches that may wait for the writer (memory: about 5 MiB per download)
 MAX_REDIRECTS = 5
 USER_AGENT = f"batchrun/{__version__}"
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
@@ -314,25 +317,7 @@ class Downloader:
             size, digest = 0, hashlib.sha256()
             mode = "wb"
 
-        handle: BinaryIO = open(part, mode)  # noqa: SIM115 - closed in finally
-        try:
-            # no chunk_size: blocks arrive as read from the socket (tens of KiB), so memory stays
-            # flat AND every byte received before a connection break is already on disk to resume
-            async for block in response.aiter_bytes():
-                size += len(block)
-                if size > self.max_bytes:
-                    handle.close()
-                    _unlink(part)
-                    raise PermanentDownloadError(
-                        f"file exceeds the {self.max_bytes}-byte limit", url=url
-                    )
-                handle.write(block)
-                digest.update(block)
-            handle.flush()
-            await anyio.to_thread.run_sync(os.fsync, handle.fileno())
-        finally:
-            handle.close()
-
+        size = await self._stream_to_part(response, url, part, mode, size, digest)
         if expected is None and range_end is not None and size < range_end:
             raise TransientDownloadError(f"truncated download: got {size} of {range_end} bytes", url=url)
         if expected is not None and size > expected:
@@ -349,3 +334,75 @@ class Downloader:
             url=url,
             content_type=response.headers.get("content-type"),
         )
+
+    async def _stream_to_part(
+        self, response: httpx.Response, url: str, part: Path, mode: str, size: int, digest: Any
+    ) -> int:
+        """Append the answer's body to ``part``, hashing it; returns the part's size.
+
+        The event loop only receives: blocks are gathered into batches of about ``BATCH`` bytes
+        and a worker thread writes and hashes each batch (both release the GIL), so hashing
+        overlaps the network instead of following it. At most ``BATCHES_AHEAD`` batches wait, so
+        memory stays flat. A connection break still lets the batches already received reach the
+        disk before the error propagates, so the resume starts from every byte that arrived.
+        """
+        send, receive = anyio.create_memory_object_stream[list[bytes]](BATCHES_AHEAD)
+        failures: list[BaseException] = []
+
+        with open(part, mode) as handle:
+
+            def write(blocks: list[bytes]) -> None:
+                # one join (CPython drops the GIL for joins of 1 MiB and more), one write and one
+                # update: the thread holds the GIL three times per batch, not three times a block
+                batch = b"".join(blocks)
+                handle.write(batch)
+                digest.update(batch)
+
+            async def write_batches() -> None:
+                async with receive:
+                    try:
+                        async for batch in receive:
+                            await anyio.to_thread.run_sync(write, batch)
+                    except Exception as error:  # disk full, ...: closing receive stops the receiving
+                        failures.append(error)
+
+            async def receive_blocks() -> None:
+                nonlocal size
+                batch: list[bytes] = []
+                gathered = 0
+                async with send:
+                    try:
+                        # no chunk_size: blocks come as the socket delivers them (tens of KiB)
+                        async for block in response.aiter_bytes():
+                            size += len(block)
+                            if size > self.max_bytes:
+                                raise PermanentDownloadError(
+                                    f"file exceeds the {self.max_bytes}-byte limit", url=url
+                                )
+                            batch.append(block)
+                            gathered += len(block)
+                            if gathered >= BATCH:
+                                await send.send(batch)
+                                batch, gathered = [], 0
+                        if batch:
+                            await send.send(batch)
+                    except anyio.BrokenResourceError:
+                        pass  # the writer stopped; its error is in failures
+                    except Exception as error:  # raised below, outside the task group, as itself
+                        failures.insert(0, error)
+                        if batch and not isinstance(error, PermanentDownloadError):
+                            with contextlib.suppress(anyio.BrokenResourceError):
+                                await send.send(batch)
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(write_batches)
+                await receive_blocks()
+            if not failures:
+                handle.flush()
+                await anyio.to_thread.run_sync(os.fsync, handle.fileno())
+        if failures:
+            if isinstance(failures[0], PermanentDownloadError):
+                _unlink(part)
+            raise failures[0]
+        return size
+
