@@ -340,63 +340,51 @@ class Downloader:
     ) -> int:
         """Append the answer's body to ``part``, hashing it; returns the part's size.
 
-        The event loop only receives: blocks are gathered into batches of about ``BATCH`` bytes
-        and a worker thread writes and hashes each batch (both release the GIL), so hashing
-        overlaps the network instead of following it. At most ``BATCHES_AHEAD`` batches wait, so
-        memory stays flat. A connection break still lets the batches already received reach the
-        disk before the error propagates, so the resume starts from every byte that arrived.
+        Blocks are gathered into batches of about ``BATCH`` bytes. A body that fits in one batch
+        (a typical clip) is written and hashed right here. A larger one goes through a worker
+        thread that writes and hashes each batch (dropping the GIL) while the event loop keeps
+        receiving, so a big download neither stalls the other jobs' polls nor waits for its own
+        hashing; at most ``BATCHES_AHEAD`` batches wait, so memory stays flat. Whatever the path,
+        a connection break first writes every block received, so the resume loses nothing, and
+        errors propagate as themselves.
         """
-        send, receive = anyio.create_memory_object_stream[list[bytes]](BATCHES_AHEAD)
-        failures: list[BaseException] = []
+        body = response.aiter_bytes()  # no chunk_size: blocks as the socket delivers them
+        failures: list[Exception] = []
+        total = size
+
+        async def gather(into: list[bytes]) -> bool:
+            """Add blocks to ``into`` until it holds a batch; False when the body ended (or broke)."""
+            nonlocal total
+            gathered = 0
+            try:
+                async for block in body:
+                    total += len(block)
+                    if total > self.max_bytes:
+                        raise PermanentDownloadError(f"file exceeds the {self.max_bytes}-byte limit", url=url)
+                    into.append(block)
+                    gathered += len(block)
+                    if gathered >= BATCH:
+                        return True
+            except Exception as error:  # re-raised by the caller, outside any task group
+                failures.append(error)
+                if isinstance(error, PermanentDownloadError):
+                    into.clear()  # the part is deleted anyway
+            return False
 
         with open(part, mode) as handle:
 
             def write(blocks: list[bytes]) -> None:
-                # one join (CPython drops the GIL for joins of 1 MiB and more), one write and one
-                # update: the thread holds the GIL three times per batch, not three times a block
+                # one join (CPython drops the GIL for joins of 1 MiB and more), one write, one
+                # update: the worker holds the GIL three times per batch, not per block
                 batch = b"".join(blocks)
                 handle.write(batch)
                 digest.update(batch)
 
-            async def write_batches() -> None:
-                async with receive:
-                    try:
-                        async for batch in receive:
-                            await anyio.to_thread.run_sync(write, batch)
-                    except Exception as error:  # disk full, ...: closing receive stops the receiving
-                        failures.append(error)
-
-            async def receive_blocks() -> None:
-                nonlocal size
-                batch: list[bytes] = []
-                gathered = 0
-                async with send:
-                    try:
-                        # no chunk_size: blocks come as the socket delivers them (tens of KiB)
-                        async for block in response.aiter_bytes():
-                            size += len(block)
-                            if size > self.max_bytes:
-                                raise PermanentDownloadError(
-                                    f"file exceeds the {self.max_bytes}-byte limit", url=url
-                                )
-                            batch.append(block)
-                            gathered += len(block)
-                            if gathered >= BATCH:
-                                await send.send(batch)
-                                batch, gathered = [], 0
-                        if batch:
-                            await send.send(batch)
-                    except anyio.BrokenResourceError:
-                        pass  # the writer stopped; its error is in failures
-                    except Exception as error:  # raised below, outside the task group, as itself
-                        failures.insert(0, error)
-                        if batch and not isinstance(error, PermanentDownloadError):
-                            with contextlib.suppress(anyio.BrokenResourceError):
-                                await send.send(batch)
-
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(write_batches)
-                await receive_blocks()
+            first: list[bytes] = []
+            if await gather(first):
+                await self._write_in_thread(first, gather, write, failures)
+            elif first:
+                write(first)
             if not failures:
                 handle.flush()
                 await anyio.to_thread.run_sync(os.fsync, handle.fileno())
@@ -404,5 +392,38 @@ class Downloader:
             if isinstance(failures[0], PermanentDownloadError):
                 _unlink(part)
             raise failures[0]
-        return size
+        return total
 
+    @staticmethod
+    async def _write_in_thread(
+        first: list[bytes],
+        gather: Callable[[list[bytes]], Awaitable[bool]],
+        write: Callable[[list[bytes]], None],
+        failures: list[Exception],
+    ) -> None:
+        """Hand ``first`` and every later batch ``gather`` fills to ``write`` in a worker thread."""
+        send, receive = anyio.create_memory_object_stream[list[bytes]](BATCHES_AHEAD)
+
+        async def write_batches() -> None:
+            async with receive:
+                try:
+                    async for batch in receive:
+                        await anyio.to_thread.run_sync(write, batch)
+                except Exception as error:  # disk full, ...: closing receive stops the receiving
+                    failures.append(error)
+
+        async def receive_batches() -> None:
+            async with send:
+                batch, more = first, True
+                while batch:
+                    try:
+                        await send.send(batch)
+                    except anyio.BrokenResourceError:
+                        return  # the writer stopped; its error is in failures
+                    batch = []
+                    if more:
+                        more = await gather(batch)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(write_batches)
+            await receive_batches()

@@ -180,3 +180,75 @@ def test_redirect_loop_is_bounded(redirector: Any, tmp_path: Path) -> None:
     with pytest.raises(PermanentDownloadError, match="redirects"):
         fetch(f"{redirector.base}/r/clip.mp4", tmp_path / "clip.mp4")
     assert len(redirector.seen_auth) == 6
+
+
+class _BigFile(BaseHTTPRequestHandler):
+    """Serves ``body`` with Range support; the first ``cut_first`` answers stop after ``cut_at`` bytes."""
+
+    body = b""
+    cut_at = 0
+    cut_first = 0
+    announce = True  #: send Content-Length (otherwise the body ends when the connection closes)
+    ranges: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        cls = type(self)
+        asked = self.headers.get("Range")
+        cls.ranges.append(asked)
+        start = int(asked.split("=")[1].rstrip("-")) if asked else 0
+        self.send_response(206 if asked else 200)
+        if asked:
+            self.send_header("Content-Range", f"bytes {start}-{len(cls.body) - 1}/{len(cls.body)}")
+        if cls.announce:
+            self.send_header("Content-Length", str(len(cls.body) - start))
+        self.end_headers()
+        end = len(cls.body)
+        if cls.cut_first > 0:
+            cls.cut_first -= 1
+            end = cls.cut_at
+        self.wfile.write(cls.body[start:end])
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def big_file() -> Iterator[type[_BigFile]]:
+    handler = type("BigFile", (_BigFile,), {"ranges": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}/big.mp4"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_large_file_cut_midway_keeps_every_byte_and_resumes(big_file: Any, tmp_path: Path) -> None:
+    """A multi-MiB file (written and hashed off the event loop) cut after 3.5 MiB resumes from exactly there."""
+    import hashlib
+    import random
+
+    big_file.body = random.Random(5).randbytes(5 * 2**20 + 12345)
+    big_file.cut_at, big_file.cut_first = 3 * 2**20 + 2**19, 1
+    dest = tmp_path / "big.mp4"
+    with pytest.raises(TransientDownloadError, match="truncated|interrupted"):
+        fetch(big_file.url, dest, retry=RetryPolicy(max_attempts=1))
+    part = tmp_path / "big.mp4.part"
+    assert part.read_bytes() == big_file.body[: big_file.cut_at]  # every received byte reached the disk
+    got = fetch(big_file.url, dest)
+    assert big_file.ranges == [None, f"bytes={big_file.cut_at}-"]
+    assert got.size == len(big_file.body) and dest.read_bytes() == big_file.body
+    assert got.sha256 == hashlib.sha256(big_file.body).hexdigest()
+    assert not part.exists()
+
+
+def test_large_file_over_the_size_cap_leaves_nothing(big_file: Any, tmp_path: Path) -> None:
+    """The size cap holds while streaming a large unannounced body: it stops and no .part is left."""
+    big_file.body, big_file.announce = bytes(4 * 2**20), False
+    folder = tmp_path / "out"
+    with pytest.raises(PermanentDownloadError, match="exceeds the 3145728-byte limit"):
+        fetch(big_file.url, folder / "big.mp4", max_bytes=3 * 2**20)
+    assert list(folder.iterdir()) == []
