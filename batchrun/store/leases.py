@@ -52,19 +52,10 @@ class Leases:
             return self._in_flight(c, campaign_id, self._now())
 
     def _in_flight(self: Store, c: Connection, campaign_id: int, now: datetime) -> int:
-        live = jobs.c.lease_expires_at > now
-        query = sa.select(sa.func.count()).where(
-            jobs.c.campaign_id == campaign_id,
-            sa.or_(
-                jobs.c.state.in_(_AT_RUNCOMFY),
-                # a submit under way (a held one, whose lease ran out, may or may not be at RunComfy:
-                # it is reported and no longer counted, or the campaign would stall on it)
-                sa.and_(jobs.c.state == JobState.SUBMITTING.value, live),
-                # claimed and about to be submitted
-                sa.and_(jobs.c.state == JobState.PENDING.value, jobs.c.runner_id.is_not(None), live),
-            ),
-        )
-        return int(c.execute(query).scalar_one())
+        return int(c.execute(_IN_FLIGHT, {
+            "flight_campaign": campaign_id, "now": now, "at_runcomfy": list(_AT_RUNCOMFY),
+            "submitting": JobState.SUBMITTING.value, "pending": JobState.PENDING.value,
+        }).scalar_one())
 
     def claim_pending(
         self: Store,
@@ -81,33 +72,19 @@ class Leases:
             return []
         now = self._now()
         with self._write() as c:
-            # serialise claimers of this campaign: the count below must not go stale before the UPDATE
-            c.execute(sa.select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update())
+            if c.dialect.name == "postgresql":
+                # serialise claimers of this campaign: the count below must not go stale before the
+                # UPDATE (SQLite's write transaction, BEGIN IMMEDIATE, serialises them already)
+                c.execute(_LOCK_CAMPAIGN, {"campaign_id": campaign_id})
             room = min(limit, cap - self._in_flight(c, campaign_id, now))
             if room <= 0:
                 return []
-            candidates = (
-                sa.select(jobs.c.id)
-                .where(
-                    jobs.c.campaign_id == campaign_id,
-                    jobs.c.superseded_at.is_(None),
-                    jobs.c.state == JobState.PENDING.value,
-                    sa.or_(jobs.c.runner_id.is_(None), jobs.c.lease_expires_at <= now),
-                    *([jobs.c.id.not_in(list(exclude))] if exclude else []),
-                )
-                .order_by(jobs.c.id)
-                .limit(room)
-                .with_for_update(skip_locked=True)
-            )
-            ids = [row[0] for row in c.execute(candidates)]
-            if not ids:
-                return []
-            c.execute(
-                sa.update(jobs)
-                .where(jobs.c.id.in_(ids))
-                .values(runner_id=runner_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
-            )
-            return [to_job(r) for r in c.execute(sa.select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.id))]
+            statement = _CLAIM if not exclude else _claim_statement(exclude)
+            rows = c.execute(statement, {
+                "claim_campaign": campaign_id, "pending": JobState.PENDING.value, "now": now, "room": room,
+                "claim_runner": runner_id, "lease_until": now + timedelta(seconds=lease_seconds),
+            }).all()
+            return sorted((to_job(r) for r in rows), key=lambda job: job.id)
 
     def unclaim(self: Store, job_ids: Collection[int], runner_id: str) -> None:
         """Give back claimed jobs this runner will not submit after all (they stay pending)."""
@@ -247,3 +224,56 @@ class Leases:
                     )
                 ).scalar_one()
             )
+
+
+def _claim_statement(exclude: Collection[int] = ()) -> sa.Update:
+    """Claim the oldest ``:room`` unclaimed pending jobs in one statement, returning them.
+
+    The inner SELECT locks its rows with SKIP LOCKED on PostgreSQL, so concurrent claimers take
+    different jobs; on SQLite the write transaction is already exclusive.
+    """
+    candidates = (
+        sa.select(jobs.c.id)
+        .where(
+            jobs.c.campaign_id == sa.bindparam("claim_campaign"),
+            jobs.c.superseded_at.is_(None),
+            jobs.c.state == sa.bindparam("pending"),
+            sa.or_(jobs.c.runner_id.is_(None), jobs.c.lease_expires_at <= sa.bindparam("now")),
+            *([jobs.c.id.not_in(list(exclude))] if exclude else []),
+        )
+        .order_by(jobs.c.id)
+        .limit(sa.bindparam("room", type_=sa.Integer))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        sa.update(jobs)
+        .where(jobs.c.id.in_(candidates.scalar_subquery()))
+        .values(runner_id=sa.bindparam("claim_runner"), lease_expires_at=sa.bindparam("lease_until"))
+        .returning(*jobs.c)
+    )
+
+
+#: built once: building the statement cost more than running it
+_CLAIM = _claim_statement()
+_LOCK_CAMPAIGN = sa.select(campaigns.c.id).where(campaigns.c.id == sa.bindparam("campaign_id")).with_for_update()
+
+
+def _count(*where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    return sa.select(sa.func.count()).select_from(jobs).where(
+        jobs.c.campaign_id == sa.bindparam("flight_campaign"), *where
+    ).scalar_subquery()
+
+
+#: The campaign's jobs counted against the cap, as three counts that each read one range of
+#: ``ix_jobs_campaign_id_state(_lease)``: every job RunComfy has (or may have) for us; submits
+#: under way under a live lease (a held one, whose lease ran out, may or may not be at RunComfy:
+#: it is reported and no longer counted, or the campaign would stall on it); pending jobs claimed
+#: under a live lease, about to be submitted. One OR over the three read every job of the
+#: campaign instead, on every claim.
+_IN_FLIGHT = sa.select(
+    _count(jobs.c.state.in_(sa.bindparam("at_runcomfy", expanding=True)))
+    + _count(jobs.c.state == sa.bindparam("submitting"), jobs.c.lease_expires_at > sa.bindparam("now"))
+    + _count(jobs.c.state == sa.bindparam("pending"), jobs.c.lease_expires_at > sa.bindparam("now"),
+             jobs.c.runner_id.is_not(None))
+)
+

@@ -70,6 +70,8 @@ class JobRow(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "key", "revision"),
         Index("ix_jobs_campaign_id_state", "campaign_id", "state"),
+        # the in-flight count reads live claims and submits by range, not the whole campaign
+        Index("ix_jobs_campaign_id_state_lease", "campaign_id", "state", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -112,3 +112,28 @@ def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
         assert _diff(second.engine) == []
     finally:
         second.close()
+
+
+def test_a_database_from_the_first_release_is_upgraded_on_open(tmp_path: Path) -> None:
+    """A 0001 database (before the lease index) gains the index on open and keeps its campaigns."""
+    from alembic import command
+
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    store.ensure_campaign("kept", manifest_path="m.yaml", output_dir="out", settings={})
+    store.close()
+    config = alembic_config()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    with engine.connect() as connection:
+        assert "ix_jobs_campaign_id_state_lease" not in {i["name"] for i in sa.inspect(connection).get_indexes("jobs")}
+    engine.dispose()
+    reopened = open_store(url)
+    try:
+        assert [c.name for c in reopened.list_campaigns()] == ["kept"]
+        assert _diff(reopened.engine) == []
+    finally:
+        reopened.close()
