@@ -545,7 +545,7 @@ class Runner:
                 self.latencies.setdefault(tracked.model, LatencyModel()).record(_duration(report, tracked.poll, now))
             self._finish_at_runcomfy(tracked)
             try:
-                job = self.store.mark_downloading(tracked.job_id, urls)
+                job = self.store.mark_downloading(tracked.job_id, urls, from_state=tracked.state)
             except StaleJobError:
                 self._finish_one()
                 return

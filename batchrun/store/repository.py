@@ -507,11 +507,14 @@ class Store(Leases):
         """queued -> running (RunComfy started generating: billed from here)."""
         return self.transition(job_id, JobState.QUEUED, JobState.RUNNING, started_at=_at_now)
 
-    def mark_downloading(self, job_id: int, result_urls: Sequence[str]) -> Job:
-        """queued|running|done -> downloading, with the result URLs RunComfy gave."""
+    def mark_downloading(
+        self, job_id: int, result_urls: Sequence[str], *, from_state: JobState | None = None
+    ) -> Job:
+        """queued|running|done (or just ``from_state``, one statement fewer) -> downloading, with
+        the result URLs RunComfy gave."""
         return self.transition(
             job_id,
-            {JobState.QUEUED, JobState.RUNNING, JobState.DONE},
+            from_state or {JobState.QUEUED, JobState.RUNNING, JobState.DONE},
             JobState.DOWNLOADING,
             detail={"result_urls": list(result_urls)},
             result_urls=list(result_urls),
