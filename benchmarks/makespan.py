@@ -170,8 +170,14 @@ def run(quick: bool) -> list[Result]:
         stats = sim.stats()
     base_ms = baseline["cpu"] / jobs * 1000
     worst = max(cpu_per_job.values())
-    results.append(Result("c. CPU per job vs minimal httpx loop", round(worst / base_ms, 2), "x", None, details={
+    # the comparison is with a loop "making the same requests": the fixed latency is the
+    # distribution where batchrun makes the loop's 3 requests per job; the others poll more
+    same = cpu_per_job["fixed"]
+    results.append(Result("c. CPU per job vs minimal httpx loop (fixed: same requests)", round(same / base_ms, 2), "x",
+                          None, details={
+        "batchrun_ms_per_job_fixed": round(same, 3),
         "batchrun_ms_per_job_worst": round(worst, 3),
+        "worst_ratio": round(worst / base_ms, 2),
         "baseline_ms_per_job": round(base_ms, 3),
         "baseline_requests_per_job": round(sum(stats["requests"].values()) / jobs, 3),
         "baseline_latency": f"fixed:{base_latency}",
