@@ -20,7 +20,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from batchrun.errors import Location, Problem
 
-#: how many values aliases may expand to before the document is refused
+#: how many values aliases may add (nodes visited again through an alias) before the document is
+#: refused: a guard against "billion laughs" documents, not a limit on the size of a manifest
 MAX_VALUES = 500_000
 
 _FLOAT = "tag:yaml.org,2002:float"
@@ -146,15 +147,19 @@ def _scalar_key(node: ScalarNode) -> Any:
 class _Converter:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        self.count = 0
+        self.visited: set[int] = set()  # ids of the nodes converted once
+        self.expanded = 0  # conversions of nodes already converted: what aliases added
 
     def problem(self, node: Node, message: str) -> None:
         self.doc.problems.append(Problem(self.doc.at(node), "", message))
 
     def convert(self, node: Node, depth: int = 0) -> Any:
-        self.count += 1
-        if self.count > MAX_VALUES:
-            raise _TooBig
+        if id(node) in self.visited:  # an alias brought this node (and its children) back
+            self.expanded += 1
+            if self.expanded > MAX_VALUES:
+                raise _TooBig
+        else:
+            self.visited.add(id(node))
         if depth > 200:
             self.problem(node, "nested too deeply (more than 200 levels)")
             return None

@@ -130,6 +130,22 @@ def test_anchors_and_merge_keys_are_fine(tmp_path: Path) -> None:
     assert [j.input["duration"] for j in jobs] == [6, 7]
 
 
+def test_alias_guard_limits_what_aliases_add_not_the_manifest_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long manifest without aliases loads whatever its size; aliases adding too many values are refused."""
+    from batchrun.manifest import yamlnodes
+
+    monkeypatch.setattr(yamlnodes, "MAX_VALUES", 40)  # the real limit is 500,000
+    jobs = "".join(f"  - {{id: j{i}, prompt: take {i}}}\n" for i in range(30))  # ~150 values, no alias
+    path = tmp_path / "long.yaml"
+    path.write_text(f"model: {T2V}\njobs:\n{jobs}", encoding="utf-8")
+    assert len(list(load_campaign(path).jobs())) == 30
+    bomb = "a: &a [x, x, x, x, x, x, x]\nb: [*a, *a, *a, *a, *a, *a, *a]\n"  # aliases add 7 x 8 = 56 values
+    path.write_text(f"model: {T2V}\n{bomb}", encoding="utf-8")
+    assert "aliases expand to more than 40 values" in lines(path)[0]
+
+
 def test_bom_accepted(tmp_path: Path) -> None:
     """A UTF-8 BOM at the start of a YAML manifest is accepted."""
     path = tmp_path / "m.yaml"
