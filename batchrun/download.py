@@ -346,7 +346,8 @@ class Downloader:
         receiving, so a big download neither stalls the other jobs' polls nor waits for its own
         hashing; at most ``BATCHES_AHEAD`` batches wait, so memory stays flat. Whatever the path,
         a connection break first writes every block received, so the resume loses nothing, and
-        errors propagate as themselves.
+        errors propagate as themselves. (A cancellation, a second Ctrl-C, may drop the last few
+        MiB received: the ``.part`` stays a true prefix and the resume fetches them again.)
         """
         body = response.aiter_bytes()  # no chunk_size: blocks as the socket delivers them
         failures: list[Exception] = []
@@ -389,7 +390,7 @@ class Downloader:
                 handle.flush()
                 await anyio.to_thread.run_sync(os.fsync, handle.fileno())
         if failures:
-            if isinstance(failures[0], PermanentDownloadError):
+            if any(isinstance(failure, PermanentDownloadError) for failure in failures):
                 _unlink(part)
             raise failures[0]
         return total
@@ -409,8 +410,9 @@ class Downloader:
                 try:
                     async for batch in receive:
                         await anyio.to_thread.run_sync(write, batch)
-                except Exception as error:  # disk full, ...: closing receive stops the receiving
+                except Exception as error:  # disk full, ...: stop receiving now, not at the next batch
                     failures.append(error)
+                    tasks.cancel_scope.cancel()
 
         async def receive_batches() -> None:
             async with send:

@@ -188,8 +188,9 @@ class LatencyModel:
         return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-#: resolution of the check plan: candidate check ages are at least (range of durations) / this apart
-PLAN_POINTS = 128
+#: resolution of the check plan: a candidate check every 1/this of the learned jobs or of their
+#: range of durations, whichever comes first
+PLAN_POINTS = 64
 
 
 def plan_check_ages(
@@ -202,12 +203,16 @@ def plan_check_ages(
     gaps between neighbours are equally likely, a job in gap k finishing on average at its
     midpoint m_k. (Treating each sample as a point where jobs finish exactly would be
     optimistic: a check placed on a sample would seem to see "its" jobs with no lateness at all,
-    and the real lateness came out about twice the budget.) Candidate checks are samples at
-    least ``max(floor, range / points)`` apart; a check at c sees every job of a gap ending at or
-    before c. For a price ``lam`` per check, V(i) = min over j of lam*(unfinished at c_i) +
-    sum over the gaps in (c_i, c_j] of (c_j - m_k) + V(j); ``lam`` is bisected to the largest
-    value meeting the lateness budget. Checks are then added so that no gap between checks (the
-    first one included) exceeds ``cap``. About 4 ms in CPython for 200 samples.
+    and the real lateness came out about twice the budget.) Candidate checks are a sample every
+    ``1/points`` of the jobs and a point every ``1/points`` of the range of durations (so a
+    sparse tail, or the gap before one slow outlier, has candidates too), at least ``floor``
+    apart and at most ``cap``; a check at c sees every job of a gap ending at or before c and
+    the share of the gap it falls in that lies before it. For a
+    price ``lam`` per check, V(i) = min over j of lam*(unfinished at c_i) + sum over the gaps in
+    (c_i, c_j] of (c_j - m_k) + V(j), with c_j - c_i <= ``cap`` (the plan never leaves a
+    finished job unseen longer, the first check included, and the program knows those checks'
+    price); ``lam`` is bisected to the largest value meeting the lateness budget. About 4 ms in
+    CPython for 200 samples.
     """
     xs = sorted(durations)
     if not xs:
@@ -220,19 +225,45 @@ def plan_check_ages(
         prefix.append(prefix[-1] + (xs[k] + xs[k + 1]) / 2)
     mean = prefix[-1] / gaps
     budget = max(lateness, 0.0) * mean * gaps  # total lateness allowed over all the gaps
-    spacing = max(floor, (xs[-1] - xs[0]) / max(points, 1))
+    # candidates: a sample every 1/points of the jobs (resolution where jobs are dense) and a point
+    # every 1/points of the range (resolution in sparse tails and across the gap before a slow
+    # outlier, whose early part a check inside it sees), never closer than floor
+    mass_step = max(1, len(xs) // max(points, 1))
+    time_step = (xs[-1] - xs[0]) / max(points, 1)
+    grid = [xs[index] for index in range(mass_step - 1, len(xs), mass_step)]
+    grid += [xs[0] + step * time_step for step in range(points + 1)]
     candidates: list[float] = []
-    for x in xs:
-        if not candidates or x - candidates[-1] >= spacing:
-            candidates.append(x)
+    for age in sorted(grid):
+        if age > xs[-1]:
+            break
+        if not candidates or age - candidates[-1] >= floor:
+            candidates.append(age)
     if candidates[-1] != xs[-1]:  # the last check sees every learned duration
-        if len(candidates) > 1 and xs[-1] - candidates[-1] < spacing:
+        if len(candidates) > 1 and xs[-1] - candidates[-1] < floor:
             candidates[-1] = xs[-1]
         else:
             candidates.append(xs[-1])
-    ages_at = [0.0, *candidates]  # index 0: the submit
-    done_by = [0, *(bisect.bisect_left(xs, c) for c in candidates)]  # gaps finished by each candidate
-    m = len(candidates)
+    ages_at = [0.0]  # index 0: the submit; then the candidates, with checks every cap in long gaps
+    for candidate in candidates:
+        while candidate - ages_at[-1] > cap:
+            ages_at.append(ages_at[-1] + cap)
+        ages_at.append(candidate)
+    m = len(ages_at) - 1
+
+    def finished_by(age: float) -> tuple[float, float]:
+        """(mass, first moment) of the jobs finished at ``age``: the whole gaps ending at or before
+        it (ties included) and the part of the gap it falls in (a check inside a wide gap, such as
+        one before a slow outlier, sees the jobs that finish early in it)."""
+        seen = bisect.bisect_right(xs, age)  # samples <= age
+        if seen == 0:
+            return 0.0, 0.0
+        whole = seen - 1
+        if seen == len(xs):
+            return float(whole), prefix[whole]
+        part = (age - xs[whole]) / (xs[seen] - xs[whole])
+        return whole + part, prefix[whole] + part * (xs[whole] + age) / 2
+
+    done_by, moment_by = zip(*(finished_by(age) for age in ages_at), strict=True)
 
     def solve(lam: float) -> tuple[float, list[int]]:
         value = [0.0] * (m + 1)
@@ -240,10 +271,12 @@ def plan_check_ages(
         late = [0.0] * (m + 1)
         for i in range(m - 1, -1, -1):
             best, best_j, best_late = math.inf, m, 0.0
-            finished = done_by[i]
-            base, seen = lam * (gaps - finished), prefix[finished]
+            finished, moment = done_by[i], moment_by[i]
+            base = lam * (gaps - finished)
             for j in range(i + 1, m + 1):
-                lost = (done_by[j] - finished) * ages_at[j] - (prefix[done_by[j]] - seen)
+                if j > i + 1 and ages_at[j] - ages_at[i] > cap:
+                    break  # the plan never leaves more than cap between checks
+                lost = (done_by[j] - finished) * ages_at[j] - (moment_by[j] - moment)
                 cost = base + lost + value[j]
                 if cost < best:
                     best, best_j, best_late = cost, j, lost + late[j]

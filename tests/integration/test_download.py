@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -189,6 +190,8 @@ class _BigFile(BaseHTTPRequestHandler):
     cut_at = 0
     cut_first = 0
     announce = True  #: send Content-Length (otherwise the body ends when the connection closes)
+    stall_at = 0  #: when set, stop sending after this many bytes until ``release`` is set
+    release = threading.Event()
     ranges: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -206,6 +209,11 @@ class _BigFile(BaseHTTPRequestHandler):
         if cls.cut_first > 0:
             cls.cut_first -= 1
             end = cls.cut_at
+        if cls.stall_at:
+            self.wfile.write(cls.body[start:cls.stall_at])
+            self.wfile.flush()
+            cls.release.wait(30)
+            start = cls.stall_at
         self.wfile.write(cls.body[start:end])
         self.wfile.flush()
         self.close_connection = True
@@ -216,12 +224,13 @@ class _BigFile(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def big_file() -> Iterator[type[_BigFile]]:
-    handler = type("BigFile", (_BigFile,), {"ranges": []})
+    handler = type("BigFile", (_BigFile,), {"ranges": [], "release": threading.Event()})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     handler.url = f"http://127.0.0.1:{server.server_address[1]}/big.mp4"  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield handler
+    handler.release.set()
     server.shutdown()
     server.server_close()
 
@@ -252,3 +261,15 @@ def test_large_file_over_the_size_cap_leaves_nothing(big_file: Any, tmp_path: Pa
     with pytest.raises(PermanentDownloadError, match="exceeds the 3145728-byte limit"):
         fetch(big_file.url, folder / "big.mp4", max_bytes=3 * 2**20)
     assert list(folder.iterdir()) == []
+
+
+def test_a_disk_error_while_the_server_stalls_surfaces_as_itself(big_file: Any, tmp_path: Path) -> None:
+    """Disk full while writing a large file, the server silent mid-body: the ENOSPC comes out as itself."""
+    big_file.body = bytes(4 * 2**20)
+    big_file.stall_at = 2**20 + 2**18  # one batch and a bit, then nothing more until the test ends
+    dest = tmp_path / "big.mp4"
+    (tmp_path / "big.mp4.part").symlink_to("/dev/full")  # every write fails with ENOSPC
+    with pytest.raises(OSError) as caught:
+        fetch(big_file.url, dest, timeout=3.0, retry=RetryPolicy(max_attempts=1))  # not a read timeout
+    assert caught.value.errno == errno.ENOSPC
+    assert not dest.exists()

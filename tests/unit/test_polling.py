@@ -198,3 +198,48 @@ def test_learned_plan_never_leaves_more_than_cap_between_checks() -> None:
     assert list(ages) == sorted(ages) and ages[0] <= 1.0
     assert all(b - a <= 1.0 + 1e-9 for a, b in zip(ages, ages[1:], strict=False))
     assert ages[-1] == max(learned)  # the last planned check sees every learned duration
+
+
+def _checks_and_lateness(ages: tuple[float, ...], durations: list[float], cap: float) -> tuple[float, float]:
+    """Checks per job and mean lateness (share of the mean duration) when the schedule follows ``ages``."""
+    schedule = PollSchedule(cap=cap, max_idle=max(cap, 120.0))
+    checks = late = 0.0
+    for duration in durations:
+        state, now = PollState(submitted_at=0.0), 0.0
+        while True:
+            now = schedule.next_due(state, now, ages=ages)
+            checks += 1
+            if now >= duration:
+                late += now - duration
+                break
+            state = state.checked(now)
+    return checks / len(durations), late / sum(durations)
+
+
+def test_tied_durations_do_not_make_the_plan_check_everywhere() -> None:
+    """Durations reported in whole seconds (many ties) still get a sparse plan that keeps its promise."""
+    import math
+    import random
+
+    from batchrun.polling import plan_check_ages
+
+    rng = random.Random(11)
+    learned = [float(round(rng.lognormvariate(math.log(30), 0.3))) for _ in range(200)]
+    fresh = [rng.lognormvariate(math.log(30), 0.3) for _ in range(5000)]
+    checks, late = _checks_and_lateness(plan_check_ages(learned, lateness=0.03, cap=10, floor=0.1), fresh, 10)
+    assert checks < 9 and late < 0.06  # counting tied jobs as unfinished made it 18.6 checks
+
+
+@pytest.mark.parametrize("cap", [10.0, 600.0])
+def test_one_slow_outlier_does_not_spoil_the_plan_for_the_rest(cap: float) -> None:
+    """One job of an hour among jobs of a minute: the others are still found promptly with few checks."""
+    import math
+    import random
+
+    from batchrun.polling import plan_check_ages
+
+    rng = random.Random(11)
+    learned = [rng.lognormvariate(math.log(60), 0.3) for _ in range(199)] + [3600.0]
+    fresh = [rng.lognormvariate(math.log(60), 0.3) for _ in range(5000)]
+    checks, late = _checks_and_lateness(plan_check_ages(learned, lateness=0.03, cap=cap, floor=0.1), fresh, cap)
+    assert checks < 12 and late < 0.05
