@@ -48,7 +48,10 @@ def test_four_runners_share_one_campaign_and_one_cap(isolated_env, pg_url, make_
     """4 runners x 500 jobs: every job submitted exactly once, never more than -c in flight at RunComfy."""
     simulator = make_simulator(latency=Latency(kind="uniform", value=0.05, high=0.3), seed=1)
     path = manifest(isolated_env, 500)
-    processes = [runner(path, pg_url, simulator.base_url, "-c", "20", "--lease", "5") for _ in range(4)]
+    # 4 x 8 local slots > the campaign's 20: the cap is the database's to keep, and no runner can
+    # hold all of it (a runner refills its own freed slots at once, so the first one would)
+    extra = ("-c", "20", "--local-concurrency", "8", "--lease", "5")
+    processes = [runner(path, pg_url, simulator.base_url, *extra) for _ in range(4)]
     summaries = []
     for process in processes:
         out, err = process.communicate(timeout=240)
