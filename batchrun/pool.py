@@ -443,6 +443,15 @@ class Runner:
         s = self.schedule
         return latency.check_ages(lateness=s.lateness, cap=s.cap, floor=s.floor)
 
+    def _next_check(self, tracked: _Tracked, now: float) -> float:
+        """When to look at an unfinished job again: by the learned plan, or, for a job an earlier
+        run submitted (its age is unknown, the plan's waits would be guesses), by plain backoff
+        up to the cap."""
+        if tracked.resumed:
+            return self.schedule.next_due(tracked.poll, now)
+        return self.schedule.next_due(tracked.poll, now, estimate=self._estimate(tracked.model),
+                                      ages=self._check_ages(tracked.model))
+
     def _push(self, due: float, tracked: _Tracked) -> None:
         self._queue.push(tracked.job_id, due)
         self._wake.set()
@@ -525,9 +534,7 @@ class Runner:
                 if not self._move_tracked(tracked, JobState.QUEUED, JobState.RUNNING, self.store.mark_running):
                     return
             tracked.poll = tracked.poll.checked(now)
-            due = self.schedule.next_due(tracked.poll, now, estimate=self._estimate(tracked.model),
-                                         ages=self._check_ages(tracked.model))
-            self._push(due, tracked)
+            self._push(self._next_check(tracked, now), tracked)
             return
         if status == "completed":
             urls = tuple(report.output_urls)

@@ -325,3 +325,21 @@ def test_poll_lateness_sets_the_schedule_the_runner_polls_by(campaign_factory, m
     assert runner.schedule.lateness == 0.2
     summary = campaign.run(make_simulator(), poll_lateness=0.5)
     assert summary.counts[JobState.DONE] == 4
+
+
+def test_jobs_of_an_earlier_run_are_polled_by_backoff_not_by_the_learned_plan(campaign_factory):
+    """A resumed job's age is unknown: it is looked at again within the cap, not at the plan's long waits."""
+    from batchrun.polling import LatencyModel, PollState
+    from batchrun.pool import _Tracked
+
+    campaign = campaign_factory(1)
+    runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
+                    output_dir=campaign.output_dir, client=None, downloader=None,  # type: ignore[arg-type]
+                    options=RunOptions())
+    learned = runner.latencies.setdefault(I2V, LatencyModel())
+    for seconds in range(150, 200):  # this model's jobs take minutes
+        learned.record(float(seconds))
+    fresh = _Tracked(1, "a", I2V, "r1", JobState.QUEUED, PollState(1000.0).checked(1000.5))
+    resumed = _Tracked(2, "b", I2V, "r2", JobState.QUEUED, PollState(1000.0).checked(1000.5), resumed=True)
+    assert runner._next_check(fresh, 1000.5) == pytest.approx(1000.5 + runner.schedule.max_idle)
+    assert runner._next_check(resumed, 1000.5) <= 1000.5 + runner.schedule.cap
