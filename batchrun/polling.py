@@ -15,9 +15,8 @@ Three pieces, meant to be driven by ONE scheduler loop rather than a sleeping ta
   a job finishing and a check seeing it) under ``lateness`` x the mean duration: a small dynamic
   program over the learned distribution (``plan_check_ages``), recomputed as samples come in. A
   fixed latency L gets ONE check just after L; a spread-out one gets checks where the mass is.
-  ``PollSchedule.next_due(..., ages=...)`` follows it: up to ``max_idle`` before the first planned
-  age (no job was seen to finish sooner), never more than ``cap`` between checks after it; past
-  the last planned age it backs off (10% of the job's age, within floor..cap).
+  ``PollSchedule.next_due(..., ages=...)`` follows it, never leaving more than ``cap`` between
+  checks; past the last planned age it backs off (10% of the job's age, within floor..cap).
 - ``PollQueue``: a heap of (due time, job key) with lazy removal; ``pop_due(now)`` gives the
   keys whose check is due, ``next_due()`` how long the scheduler may sleep.
 
@@ -123,10 +122,7 @@ class PollSchedule:
                 due = state.submitted_at + ages[index]
             else:
                 due = now + min(self.cap, max(self.floor, 0.1 * age))
-            # before the first planned check no job was seen to finish that soon: wait up to max_idle
-            # (early failures are still seen); from then on, never more than cap
-            longest = self.max_idle if index == 0 else self.cap
-            return max(min(due, now + longest), now + self.floor)
+            return max(min(due, now + self.cap), now + self.floor)
         due = now + self.interval(state.checks)
         if estimate is not None and estimate > 0:
             likely_done_at = state.submitted_at + estimate
@@ -210,11 +206,12 @@ def plan_check_ages(
     and the real lateness came out about twice the budget.) Candidate checks are a sample every
     ``1/points`` of the jobs and a point every ``1/points`` of the range of durations (so a
     sparse tail, or the gap before one slow outlier, has candidates too), at least ``floor``
-    apart and, from the earliest learned duration on, at most ``cap``; a check at c sees every job of a gap ending at or before c and
+    apart and at most ``cap``; a check at c sees every job of a gap ending at or before c and
     the share of the gap it falls in that lies before it. For a
     price ``lam`` per check, V(i) = min over j of lam*(unfinished at c_i) + sum over the gaps in
-    (c_i, c_j] of (c_j - m_k) + V(j), with c_j - max(c_i, x_1) <= ``cap`` (once jobs may be
-    done the plan never leaves one unseen longer, and the program knows those checks' price); ``lam`` is bisected to the largest value meeting the lateness budget. About 4 ms in
+    (c_i, c_j] of (c_j - m_k) + V(j), with c_j - c_i <= ``cap`` (the plan never leaves a
+    finished job unseen longer, the first check included, and the program knows those checks'
+    price); ``lam`` is bisected to the largest value meeting the lateness budget. About 4 ms in
     CPython for 200 samples.
     """
     xs = sorted(durations)
@@ -246,10 +243,8 @@ def plan_check_ages(
             candidates[-1] = xs[-1]
         else:
             candidates.append(xs[-1])
-    # index 0: the submit; then the candidates, with one every cap across longer stretches once
-    # jobs may be done (before the earliest learned duration none is needed: nothing is late yet)
-    ages_at = [0.0, candidates[0]]
-    for candidate in candidates[1:]:
+    ages_at = [0.0]  # index 0: the submit; then the candidates, with checks every cap in long gaps
+    for candidate in candidates:
         while candidate - ages_at[-1] > cap:
             ages_at.append(ages_at[-1] + cap)
         ages_at.append(candidate)
@@ -279,8 +274,8 @@ def plan_check_ages(
             finished, moment = done_by[i], moment_by[i]
             base = lam * (gaps - finished)
             for j in range(i + 1, m + 1):
-                if j > i + 1 and ages_at[j] - max(ages_at[i], xs[0]) > cap:
-                    break  # once jobs may be done, never more than cap between checks
+                if j > i + 1 and ages_at[j] - ages_at[i] > cap:
+                    break  # the plan never leaves more than cap between checks
                 lost = (done_by[j] - finished) * ages_at[j] - (moment_by[j] - moment)
                 cost = base + lost + value[j]
                 if cost < best:
@@ -302,7 +297,7 @@ def plan_check_ages(
         else:
             high = middle
     ages: list[float] = []
-    previous = min(xs[0], ages_at[best_plan[0]])
+    previous = 0.0
     for index in best_plan:
         age = ages_at[index]
         while age - previous > cap:  # never leave a finished job unseen for more than cap
