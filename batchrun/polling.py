@@ -50,6 +50,9 @@ from typing import Literal
 
 Endpoint = Literal["result", "status"]
 
+#: the shortest wait between two checks of a job, whatever ``floor`` says: never a busy loop
+MIN_WAIT = 0.001
+
 
 def endpoint_for(*, want_queue_position: bool = False) -> Endpoint:
     """The request to check a job with: ``/result`` unless the queue position is wanted."""
@@ -122,13 +125,13 @@ class PollSchedule:
                 due = state.submitted_at + ages[index]
             else:
                 due = now + min(self.cap, max(self.floor, 0.1 * age))
-            return max(min(due, now + self.cap), now + self.floor)
+            return max(min(due, now + self.cap), now + max(self.floor, MIN_WAIT))
         due = now + self.interval(state.checks)
         if estimate is not None and estimate > 0:
             likely_done_at = state.submitted_at + estimate
             if likely_done_at > due:
                 due = min(likely_done_at, now + self.max_idle)
-        return max(due, now + self.floor)
+        return max(due, now + max(self.floor, MIN_WAIT))
 
 
 class LatencyModel:
@@ -214,7 +217,7 @@ def plan_check_ages(
     price); ``lam`` is bisected to the largest value meeting the lateness budget. About 4 ms in
     CPython for 200 samples.
     """
-    xs = sorted(durations)
+    xs = sorted(d for d in durations if math.isfinite(d) and d >= 0)  # an inf would never end the plan
     if not xs:
         return ()
     if xs[-1] == xs[0]:

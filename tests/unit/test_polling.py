@@ -243,3 +243,18 @@ def test_one_slow_outlier_does_not_spoil_the_plan_for_the_rest(cap: float) -> No
     fresh = [rng.lognormvariate(math.log(60), 0.3) for _ in range(5000)]
     checks, late = _checks_and_lateness(plan_check_ages(learned, lateness=0.03, cap=cap, floor=0.1), fresh, cap)
     assert checks < 12 and late < 0.05
+
+
+def test_plan_ignores_durations_that_are_not_finite_or_negative() -> None:
+    """Garbage durations neither hang the plan (an inf) nor distort it (a NaN)."""
+    from batchrun.polling import plan_check_ages
+
+    assert plan_check_ages([1.0, float("nan"), 3.0, 2.0, float("inf"), -4.0], lateness=0.03, cap=10.0, floor=0.1)[-1] == 3.0
+    assert plan_check_ages([float("inf")], lateness=0.03, cap=10.0) == ()
+
+
+def test_a_zero_floor_never_makes_the_schedule_check_again_at_once() -> None:
+    """Sub-second jobs learned as 0 s with floor 0: the next check still lies in the future."""
+    schedule = PollSchedule(floor=0.0)
+    assert schedule.next_due(PollState(submitted_at=5.0), 5.0, ages=(0.0,)) > 5.0
+    assert schedule.next_due(PollState(submitted_at=5.0), 5.0) > 5.0
