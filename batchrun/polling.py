@@ -231,15 +231,16 @@ def plan_check_ages(
     # candidates: a sample every 1/points of the jobs (resolution where jobs are dense) and a point
     # every 1/points of the range (resolution in sparse tails and across the gap before a slow
     # outlier, whose early part a check inside it sees), never closer than floor
-    mass_step = max(1, len(xs) // max(points, 1))
-    time_step = (xs[-1] - xs[0]) / max(points, 1)
+    points = max(points, 1)
+    mass_step = max(1, len(xs) // points)
+    time_step = (xs[-1] - xs[0]) / points
     grid = [xs[index] for index in range(mass_step - 1, len(xs), mass_step)]
     grid += [xs[0] + step * time_step for step in range(points + 1)]
     candidates: list[float] = []
     for age in sorted(grid):
         if age > xs[-1]:
             break
-        if not candidates or age - candidates[-1] >= floor:
+        if not candidates or (age > candidates[-1] and age - candidates[-1] >= floor):
             candidates.append(age)
     if candidates[-1] != xs[-1]:  # the last check sees every learned duration
         if len(candidates) > 1 and xs[-1] - candidates[-1] < floor:
@@ -299,17 +300,8 @@ def plan_check_ages(
             low, best_plan = middle, plan
         else:
             high = middle
-    ages: list[float] = []
-    previous = 0.0
-    for index in best_plan:
-        age = ages_at[index]
-        while age - previous > cap:  # never leave a finished job unseen for more than cap
-            previous += cap
-            ages.append(previous)
-        if age > previous or not ages:
-            ages.append(age)
-            previous = age
-    return tuple(ages)
+    # strictly increasing, and never more than cap apart: the program only steps that far
+    return tuple(ages_at[index] for index in best_plan)
 
 
 class PollQueue:
