@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from batchrun.download import Downloader, DownloadedFile, sha256_file, verify_file
+from batchrun.download import BATCH, Downloader, DownloadedFile, sha256_file, verify_file
 from batchrun.errors import PermanentDownloadError, TransientDownloadError
 from batchrun.retry import RetryPolicy
 
@@ -240,6 +240,7 @@ def test_large_file_cut_midway_keeps_every_byte_and_resumes(big_file: Any, tmp_p
     import hashlib
     import random
 
+    assert BATCH < 3 * 2**20, "the cut must come after at least one batch went through the threads"
     big_file.body = random.Random(5).randbytes(5 * 2**20 + 12345)
     big_file.cut_at, big_file.cut_first = 3 * 2**20 + 2**19, 1
     dest = tmp_path / "big.mp4"
@@ -265,8 +266,8 @@ def test_large_file_over_the_size_cap_leaves_nothing(big_file: Any, tmp_path: Pa
 
 def test_a_disk_error_while_the_server_stalls_surfaces_as_itself(big_file: Any, tmp_path: Path) -> None:
     """Disk full while writing a large file, the server silent mid-body: the ENOSPC comes out as itself."""
-    big_file.body = bytes(4 * 2**20)
-    big_file.stall_at = 2**20 + 2**18  # one batch and a bit, then nothing more until the test ends
+    big_file.body = bytes(2 * BATCH)
+    big_file.stall_at = BATCH + 2**18  # one batch and a bit (so the threads have work), then silence
     dest = tmp_path / "big.mp4"
     (tmp_path / "big.mp4.part").symlink_to("/dev/full")  # every write fails with ENOSPC
     with pytest.raises(OSError) as caught:
