@@ -17,6 +17,11 @@ Three pieces, meant to be driven by ONE scheduler loop rather than a sleeping ta
   fixed latency L gets ONE check just after L; a spread-out one gets checks where the mass is.
   ``PollSchedule.next_due(..., ages=...)`` follows it, never leaving more than ``cap`` between
   checks; past the last planned age it backs off (10% of the job's age, within floor..cap).
+  When every learned duration is exact (RunComfy's own ``finished_at - created_at``), the plan
+  is *patient*: before the earliest learned duration no job can be late yet, so the first check
+  may wait up to ``max_idle`` instead of ``cap``. A duration measured by noticing the job is
+  only known to lie between two checks; learning from those, longer first waits would make the
+  learned durations, and with them the waits, creep up, so such a plan keeps ``cap`` throughout.
 - ``PollQueue``: a heap of (due time, job key) with lazy removal; ``pop_due(now)`` gives the
   keys whose check is due, ``next_due()`` how long the scheduler may sleep.
 
@@ -102,19 +107,32 @@ class PollSchedule:
         return max(min(self.cap, self.first * self.factor**checks), self.floor)
 
     def first_due(
-        self, *, submitted_at: float, now: float, estimate: float | None = None, ages: tuple[float, ...] | None = None
+        self,
+        *,
+        submitted_at: float,
+        now: float,
+        estimate: float | None = None,
+        ages: tuple[float, ...] | None = None,
+        patient: bool = False,
     ) -> float:
         """When to check a just-submitted job the first time."""
-        return self.next_due(PollState(submitted_at=submitted_at), now, estimate=estimate, ages=ages)
+        return self.next_due(PollState(submitted_at=submitted_at), now, estimate=estimate, ages=ages, patient=patient)
 
     def next_due(
-        self, state: PollState, now: float, *, estimate: float | None = None, ages: tuple[float, ...] | None = None
+        self,
+        state: PollState,
+        now: float,
+        *,
+        estimate: float | None = None,
+        ages: tuple[float, ...] | None = None,
+        patient: bool = False,
     ) -> float:
         """The clock time of the next check of a job in ``state``.
 
         ``ages`` (from ``LatencyModel.check_ages()``) is a learned plan of check ages: the next
         planned age after the job's current age, at most ``cap`` from now (past the plan: 10% of
-        the job's age, within floor..cap). Without a plan, ``estimate`` (from
+        the job's age, within floor..cap); a ``patient`` plan (learned from exact durations)
+        waits up to ``max_idle`` for its first planned age. Without a plan, ``estimate`` (from
         ``LatencyModel.estimate()``) is the job age before which it is unlikely to be finished;
         while the job is younger, the check moves to that age, bounded by ``max_idle`` from now.
         """
@@ -125,7 +143,9 @@ class PollSchedule:
                 due = state.submitted_at + ages[index]
             else:
                 due = now + min(self.cap, max(self.floor, 0.1 * age))
-            return max(min(due, now + self.cap), now + max(self.floor, MIN_WAIT))
+            # before the first planned age no learned job was done yet: a patient plan waits for it
+            longest = self.max_idle if patient and index == 0 else self.cap
+            return max(min(due, now + longest), now + max(self.floor, MIN_WAIT))
         due = now + self.interval(state.checks)
         if estimate is not None and estimate > 0:
             likely_done_at = state.submitted_at + estimate
@@ -145,19 +165,34 @@ class LatencyModel:
         self.quantile = quantile
         self.min_samples = min_samples
         self._recent: deque[float] = deque(maxlen=window)
+        self._exact: deque[bool] = deque(maxlen=window)  # was each of _recent reported by RunComfy?
+        self._inexact = 0  # how many of _recent were not
         self._added = 0  # samples recorded so far (the deque forgets, this does not)
         self._plan: tuple[float, ...] | None = None
-        self._plan_key: tuple[float, float, float] | None = None
+        self._plan_key: tuple[float, float, float, bool] | None = None
         self._plan_at = 0  # ``_added`` when the plan was computed
 
     @property
     def samples(self) -> int:
         return len(self._recent)
 
-    def record(self, duration: float) -> None:
-        """Learn from one finished job; durations that are not finite or negative are ignored."""
+    @property
+    def exact(self) -> bool:
+        """True when every recent duration came from RunComfy's timestamps (none was a guess)."""
+        return bool(self._recent) and self._inexact == 0
+
+    def record(self, duration: float, *, exact: bool = False) -> None:
+        """Learn from one finished job; durations that are not finite or negative are ignored.
+
+        ``exact``: the duration is RunComfy's own (its timestamps), not inferred from when the
+        job was noticed; only a window of exact durations makes the plan patient.
+        """
         if math.isfinite(duration) and duration >= 0:
+            if len(self._exact) == self._exact.maxlen and not self._exact[0]:
+                self._inexact -= 1  # the oldest sample, about to be forgotten, was a guess
             self._recent.append(float(duration))
+            self._exact.append(exact)
+            self._inexact += not exact
             self._added += 1
 
     def check_ages(self, *, lateness: float, cap: float, floor: float) -> tuple[float, ...] | None:
@@ -169,10 +204,10 @@ class LatencyModel:
         n = len(self._recent)
         if n < self.min_samples:
             return None
-        key = (lateness, cap, floor)
+        key = (lateness, cap, floor, self.exact)
         fresh = self._added - self._plan_at
         if self._plan is None or key != self._plan_key or fresh >= max(8, n // 4):
-            self._plan = plan_check_ages(self._recent, lateness=lateness, cap=cap, floor=floor)
+            self._plan = plan_check_ages(self._recent, lateness=lateness, cap=cap, floor=floor, patient=self.exact)
             self._plan_key, self._plan_at = key, self._added
         return self._plan
 
@@ -197,7 +232,13 @@ PLAN_POINTS = 64
 
 
 def plan_check_ages(
-    durations: Iterable[float], *, lateness: float, cap: float, floor: float = 0.0, points: int = PLAN_POINTS
+    durations: Iterable[float],
+    *,
+    lateness: float,
+    cap: float,
+    floor: float = 0.0,
+    points: int = PLAN_POINTS,
+    patient: bool = False,
 ) -> tuple[float, ...]:
     """Check ages that find jobs of this duration distribution with the fewest expected checks
     while the mean lateness stays within ``lateness`` x the mean duration.
@@ -214,8 +255,10 @@ def plan_check_ages(
     price ``lam`` per check, V(i) = min over j of lam*(unfinished at c_i) + sum over the gaps in
     (c_i, c_j] of (c_j - m_k) + V(j), with c_j - c_i <= ``cap`` (the plan never leaves a
     finished job unseen longer, the first check included, and the program knows those checks'
-    price); ``lam`` is bisected to the largest value meeting the lateness budget. About 4 ms in
-    CPython for 200 samples.
+    price); ``lam`` is bisected to the largest value meeting the lateness budget. A ``patient``
+    plan (exact durations) counts the cap only from the earliest learned duration x_1 on:
+    c_j - max(c_i, x_1) <= ``cap``, so no check is spent while no job can be done. About 4 ms
+    in CPython for 200 samples.
     """
     xs = sorted(d for d in durations if math.isfinite(d) and d >= 0)  # an inf would never end the plan
     if not xs:
@@ -247,8 +290,10 @@ def plan_check_ages(
             candidates[-1] = xs[-1]
         else:
             candidates.append(xs[-1])
-    ages_at = [0.0]  # index 0: the submit; then the candidates, with checks every cap in long gaps
-    for candidate in candidates:
+    # index 0: the submit; then the candidates, with one every cap across longer stretches (a
+    # patient plan needs none before the earliest learned duration: nothing can be late there)
+    ages_at = [0.0, candidates[0]] if patient else [0.0]
+    for candidate in candidates[len(ages_at) - 1:]:
         while candidate - ages_at[-1] > cap:
             ages_at.append(ages_at[-1] + cap)
         ages_at.append(candidate)
@@ -269,6 +314,8 @@ def plan_check_ages(
 
     done_by, moment_by = zip(*(finished_by(age) for age in ages_at), strict=True)
 
+    start = xs[0] if patient else 0.0  # from when on the cap holds
+
     def solve(lam: float) -> tuple[float, list[int]]:
         value = [0.0] * (m + 1)
         choice = [m] * (m + 1)
@@ -278,8 +325,8 @@ def plan_check_ages(
             finished, moment = done_by[i], moment_by[i]
             base = lam * (gaps - finished)
             for j in range(i + 1, m + 1):
-                if j > i + 1 and ages_at[j] - ages_at[i] > cap:
-                    break  # the plan never leaves more than cap between checks
+                if j > i + 1 and ages_at[j] - max(ages_at[i], start) > cap:
+                    break  # the plan never leaves a job that may be done unseen for more than cap
                 lost = (done_by[j] - finished) * ages_at[j] - (moment_by[j] - moment)
                 cost = base + lost + value[j]
                 if cost < best:
@@ -300,7 +347,8 @@ def plan_check_ages(
             low, best_plan = middle, plan
         else:
             high = middle
-    # strictly increasing, and never more than cap apart: the program only steps that far
+    # strictly increasing, and never more than cap apart once a job may be done: the program only
+    # steps that far
     return tuple(ages_at[index] for index in best_plan)
 
 

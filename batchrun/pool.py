@@ -421,8 +421,7 @@ class Runner:
         now = self.clock.monotonic()
         tracked = _Tracked(job.id, job.key, job.model, submission.request_id, JobState.QUEUED, PollState(now))
         self._tracked[job.id] = tracked
-        due = self.schedule.first_due(submitted_at=now, now=now, estimate=self._estimate(job.model),
-                                      ages=self._check_ages(job.model))
+        due = self.schedule.first_due(submitted_at=now, now=now, **self._learned(job.model))
         self._push(due, tracked)
         return "submitted"
 
@@ -432,16 +431,17 @@ class Runner:
 
     # ------------------------------------------------------------------ polling
 
-    def _estimate(self, model: str) -> float | None:
-        latency = self.latencies.get(model)
-        return latency.estimate() if latency else None
-
-    def _check_ages(self, model: str) -> tuple[float, ...] | None:
+    def _learned(self, model: str) -> dict[str, Any]:
+        """What the schedule may use of the model's learned durations: ``next_due``'s keywords."""
         latency = self.latencies.get(model)
         if latency is None:
-            return None
+            return {}
         s = self.schedule
-        return latency.check_ages(lateness=s.lateness, cap=s.cap, floor=s.floor)
+        return {
+            "estimate": latency.estimate(),
+            "ages": latency.check_ages(lateness=s.lateness, cap=s.cap, floor=s.floor),
+            "patient": latency.exact,
+        }
 
     def _next_check(self, tracked: _Tracked, now: float) -> float:
         """When to look at an unfinished job again: by the learned plan, or, for a job an earlier
@@ -449,8 +449,7 @@ class Runner:
         up to the cap."""
         if tracked.resumed:
             return self.schedule.next_due(tracked.poll, now)
-        return self.schedule.next_due(tracked.poll, now, estimate=self._estimate(tracked.model),
-                                      ages=self._check_ages(tracked.model))
+        return self.schedule.next_due(tracked.poll, now, **self._learned(tracked.model))
 
     def _push(self, due: float, tracked: _Tracked) -> None:
         self._queue.push(tracked.job_id, due)
@@ -549,7 +548,8 @@ class Runner:
                                             f"(asked {tracked.empty_outputs + 1} times over a minute)")
                 return
             if not tracked.resumed:
-                self.latencies.setdefault(tracked.model, LatencyModel()).record(_duration(report, tracked.poll, now))
+                duration, exact = _duration(report, tracked.poll, now)
+                self.latencies.setdefault(tracked.model, LatencyModel()).record(duration, exact=exact)
             self._finish_at_runcomfy(tracked)
             try:
                 job = self.store.mark_downloading(tracked.job_id, urls, from_state=tracked.state)
@@ -717,20 +717,20 @@ def _file_matches(job: Job) -> bool:
     return sha256_file(path) == job.sha256
 
 
-def _duration(report: Any, poll: PollState, now: float) -> float:
-    """How long a job took: RunComfy's own finished_at - created_at when it reports both (exact,
-    one clock), else the middle of the window in which it finished (after the last check that
-    found it unfinished): recording the moment it was noticed would teach the schedule its own
-    lateness."""
+def _duration(report: Any, poll: PollState, now: float) -> tuple[float, bool]:
+    """How long a job took, and whether that is exact: RunComfy's own finished_at - created_at
+    when it reports both (one clock), else the middle of the window in which it finished (after
+    the last check that found it unfinished): recording the moment it was noticed would teach
+    the schedule its own lateness."""
     noticed = now - poll.submitted_at
     created, finished = getattr(report, "created_at", None), getattr(report, "finished_at", None)
     if created is not None and finished is not None:
         seconds = (finished - created).total_seconds()
         if 0 <= seconds <= noticed + 5:  # sane against our own clock
-            return seconds
+            return seconds, True
     if poll.last_checked is None:
-        return noticed
-    return (poll.last_checked + now) / 2 - poll.submitted_at
+        return noticed, False
+    return (poll.last_checked + now) / 2 - poll.submitted_at, False
 
 
 def _api_message(error: BaseException) -> str:

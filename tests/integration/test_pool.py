@@ -48,7 +48,10 @@ class Campaign:
         self.report = planning.plan_campaign(self.loaded, self.store)
 
     def run(self, simulator, *, token: str = "sim-token", **options) -> RunSummary:
-        async def main() -> RunSummary:
+        return self.run_keeping_runner(simulator, token=token, **options)[0]
+
+    def run_keeping_runner(self, simulator, *, token: str = "sim-token", **options) -> tuple[RunSummary, Runner]:
+        async def main() -> tuple[RunSummary, Runner]:
             async with RunComfyClient(simulator.base_url, token, retry=FAST_RETRY) as client, Downloader(
                 retry=FAST_RETRY
             ) as downloader:
@@ -61,7 +64,7 @@ class Campaign:
                     downloader=downloader,
                     options=RunOptions(**options),
                 )
-                return await runner.run()
+                return await runner.run(), runner
 
         return anyio.run(main)
 
@@ -346,3 +349,16 @@ def test_jobs_of_an_earlier_run_are_polled_by_backoff_not_by_the_learned_plan(ca
     # finish: plain backoff from 0.5 s
     assert runner._next_check(fresh, 1000.5) == pytest.approx(1000.0 + runner.schedule.cap)
     assert runner._next_check(resumed, 1000.5) < 1000.5 + 1.0
+
+
+@pytest.mark.parametrize("variant, exact", [("standard", True), ("alt", False)])
+def test_durations_are_exact_only_when_runcomfy_reports_its_timestamps(campaign_factory, make_simulator, variant, exact):
+    """With created_at and finished_at the learned durations are RunComfy's own, and only then may the
+    poll plan wait past the cap before jobs can be done; without them they are inferred from the checks."""
+    campaign = campaign_factory(6)
+    summary, runner = campaign.run_keeping_runner(make_simulator(status_variant=variant))
+    assert summary.counts[JobState.DONE] == 6
+    learned = runner.latencies[I2V]
+    assert learned.samples == 6
+    assert learned.exact is exact
+    assert runner._learned(I2V)["patient"] is exact

@@ -200,14 +200,16 @@ def test_learned_plan_never_leaves_more_than_cap_between_checks() -> None:
     assert ages[-1] == max(learned)  # the last planned check sees every learned duration
 
 
-def _checks_and_lateness(ages: tuple[float, ...], durations: list[float], cap: float) -> tuple[float, float]:
+def _checks_and_lateness(
+    ages: tuple[float, ...], durations: list[float], cap: float, patient: bool = False
+) -> tuple[float, float]:
     """Checks per job and mean lateness (share of the mean duration) when the schedule follows ``ages``."""
     schedule = PollSchedule(cap=cap, max_idle=max(cap, 120.0))
     checks = late = 0.0
     for duration in durations:
         state, now = PollState(submitted_at=0.0), 0.0
         while True:
-            now = schedule.next_due(state, now, ages=ages)
+            now = schedule.next_due(state, now, ages=ages, patient=patient)
             checks += 1
             if now >= duration:
                 late += now - duration
@@ -258,3 +260,51 @@ def test_a_zero_floor_never_makes_the_schedule_check_again_at_once() -> None:
     schedule = PollSchedule(floor=0.0)
     assert schedule.next_due(PollState(submitted_at=5.0), 5.0, ages=(0.0,)) > 5.0
     assert schedule.next_due(PollState(submitted_at=5.0), 5.0) > 5.0
+
+
+def test_exact_durations_make_the_plan_patient_before_any_job_could_be_done() -> None:
+    """Jobs of 2-4 minutes whose durations RunComfy reports: no check every cap while none can be done yet."""
+    import random
+
+    from batchrun.polling import plan_check_ages
+
+    rng = random.Random(5)
+    learned = [rng.uniform(120, 240) for _ in range(200)]
+    fresh = [rng.uniform(120, 240) for _ in range(3000)]
+    impatient = plan_check_ages(learned, lateness=0.03, cap=10.0, floor=0.1)
+    patient = plan_check_ages(learned, lateness=0.03, cap=10.0, floor=0.1, patient=True)
+    assert impatient[0] <= 10.0  # the cap from the submit on
+    assert min(learned) <= patient[0] <= min(learned) + 10.0  # the first check where jobs start to finish
+    assert all(b - a <= 10.0 + 1e-9 for a, b in zip(patient, patient[1:], strict=False))  # then cap apart
+    checks_before, late_before = _checks_and_lateness(impatient, fresh, 10.0)
+    checks, late = _checks_and_lateness(patient, fresh, 10.0, patient=True)
+    assert checks < 10 < 15 < checks_before  # 7.8 against 18.8 checks per job
+    assert late < 0.03 * 1.2 and late_before < 0.03 * 1.2  # the same promise kept
+
+
+def test_the_plan_is_patient_only_while_every_recent_duration_is_exact() -> None:
+    """One duration inferred from noticing the job (not RunComfy's timestamps) ends patience until it is forgotten."""
+    model = LatencyModel(min_samples=5, window=5)
+    for seconds in (120.0, 150.0, 180.0, 210.0, 240.0):
+        model.record(seconds, exact=True)
+    assert model.exact
+    assert model.check_ages(lateness=0.03, cap=10.0, floor=0.1)[0] >= 120.0
+    model.record(200.0, exact=False)
+    assert not model.exact
+    assert model.check_ages(lateness=0.03, cap=10.0, floor=0.1)[0] <= 10.0  # replanned at once
+    for seconds in (130.0, 160.0, 190.0, 220.0):
+        model.record(seconds, exact=True)
+    assert not model.exact  # the guess is still among the last 5
+    model.record(235.0, exact=True)
+    assert model.exact
+
+
+def test_a_patient_plan_waits_up_to_max_idle_for_its_first_check_then_cap() -> None:
+    """Before the first planned age a patient schedule waits up to max_idle (early failures still seen), after it cap."""
+    schedule = PollSchedule(cap=10.0, max_idle=120.0)
+    ages = (150.0, 160.0, 170.0)
+    fresh = PollState(submitted_at=0.0)
+    assert schedule.next_due(fresh, 0.0, ages=ages, patient=True) == pytest.approx(120.0)
+    assert schedule.next_due(fresh, 0.0, ages=ages) == pytest.approx(10.0)  # a plan from guesses: cap
+    assert schedule.next_due(fresh.checked(120.0), 120.0, ages=ages, patient=True) == pytest.approx(150.0)
+    assert schedule.next_due(fresh.checked(150.0), 150.0, ages=ages, patient=True) == pytest.approx(160.0)
