@@ -34,7 +34,6 @@ import hashlib
 import os
 import random
 import re
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ import anyio
 import httpx
 
 from batchrun import __version__
+from batchrun.api.client import NoCookieJar
 from batchrun.api.responses import one_line, parse_retry_after
 from batchrun.errors import PermanentDownloadError, TransientDownloadError
 from batchrun.retry import RetryPolicy
@@ -133,14 +133,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _no_cookies() -> CookieJar:
-    """A cookie jar that keeps nothing: a file host can never make later fetches carry state.
-
-    (Passed to httpx as a bare ``CookieJar``: an ``httpx.Cookies`` would be copied into a default jar.)
-    """
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-
-
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
@@ -182,7 +174,7 @@ class Downloader:
             follow_redirects=False,  # followed by hand so every hop is checked
             transport=transport,
             trust_env=False,
-            cookies=_no_cookies(),
+            cookies=NoCookieJar(),  # a file host can never make later fetches carry state
         )
 
     async def __aenter__(self) -> Downloader:

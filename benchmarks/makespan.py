@@ -48,6 +48,7 @@ def run_campaign(base_url: str, jobs: int, concurrency: int, folder: Path) -> di
     """Plan ``jobs`` jobs into a fresh SQLite store and run them with the real Runner."""
     from batchrun import planning
     from batchrun.api import RunComfyClient
+    from batchrun.api.client import api_lanes
     from batchrun.download import Downloader
     from batchrun.pool import Runner, RunOptions
     from batchrun.store import open_store
@@ -60,7 +61,7 @@ def run_campaign(base_url: str, jobs: int, concurrency: int, folder: Path) -> di
         options = RunOptions(concurrency=concurrency)
 
         async def main() -> Any:
-            async with RunComfyClient(base_url, TOKEN, max_connections=concurrency + 4) as client, Downloader(
+            async with RunComfyClient(base_url, TOKEN, max_connections=api_lanes(concurrency)) as client, Downloader(
                 max_connections=options.downloads
             ) as downloader:
                 runner = Runner(

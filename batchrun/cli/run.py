@@ -16,7 +16,7 @@ import click
 
 from batchrun import planning, protocol
 from batchrun.api import RunComfyClient
-from batchrun.api.client import checked_base_url
+from batchrun.api.client import api_lanes, checked_base_url
 from batchrun.cli.options import db_option, json_option, loading_options, manifest_argument
 from batchrun.cli.plan import opened_store
 from batchrun.cli.progress import LiveProgress, LogProgress
@@ -207,7 +207,7 @@ def _execute(
     live = not quiet and terminal.is_terminal
 
     async def main() -> RunSummary:
-        async with RunComfyClient(base_url, token, max_connections=options.concurrency + 4) as client, Downloader(
+        async with RunComfyClient(base_url, token, max_connections=api_lanes(options.concurrency)) as client, Downloader(
             max_connections=options.downloads, max_bytes=max_bytes
         ) as downloader:
             await anyio.to_thread.run_sync(client.check_host_resolves)

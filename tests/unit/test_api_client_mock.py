@@ -626,3 +626,50 @@ def test_downloader_refuses_plain_http_to_dot_localhost(url: str, tmp_path: Path
 
     with pytest.raises(PermanentDownloadError, match="refusing"):
         anyio.run(main)
+
+
+def test_the_api_client_keeps_no_cookies() -> None:
+    """A Set-Cookie from the API never comes back on a later request: the client carries no state."""
+    rec = Recorder(lambda r: httpx.Response(200, json={"request_id": "r1", "status": "in_queue"},
+                                            headers={"Set-Cookie": "session=abc; Path=/"}))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            await client.result("r1")
+            await client.result("r1")
+
+    anyio.run(main)
+    assert len(rec.requests) == 2 and "cookie" not in rec.requests[1].headers
+
+
+def test_no_more_requests_in_flight_than_the_client_has_connections() -> None:
+    """50 polls at once through a client of 3 connections: at most 3 are at the server at any moment,
+    and every poll still gets its answer (the rest wait their turn in the client)."""
+    in_flight = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        import anyio.lowlevel
+
+        await anyio.lowlevel.checkpoint()  # let the other polls try to get in meanwhile
+        await anyio.lowlevel.checkpoint()
+        in_flight -= 1
+        return httpx.Response(200, json={"request_id": request.url.path.split("/")[3], "status": "in_progress"})
+
+    answers: list[str] = []
+
+    async def main() -> None:
+        async with RunComfyClient(BASE, TOKEN, max_connections=3, transport=httpx.MockTransport(handler)) as client:
+
+            async def poll(index: int) -> None:
+                answers.append((await client.result(f"r{index}")).request_id)
+
+            async with anyio.create_task_group() as tasks:
+                for index in range(50):
+                    tasks.start_soon(poll, index)
+
+    anyio.run(main)
+    assert peak == 3
+    assert sorted(answers) == sorted(f"r{index}" for index in range(50))
