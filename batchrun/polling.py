@@ -257,8 +257,8 @@ def plan_check_ages(
     finished job unseen longer, the first check included, and the program knows those checks'
     price); ``lam`` is bisected to the largest value meeting the lateness budget. A ``patient``
     plan (exact durations) counts the cap only from the earliest learned duration x_1 on:
-    c_j - max(c_i, x_1) <= ``cap``, so no check is spent while no job can be done. About 4 ms
-    in CPython for 200 samples.
+    c_j - max(c_i, x_1) <= ``cap``, so no check is spent while no job can be done. 4-60 ms
+    in CPython for 200 samples on a slow core (more candidates for spread-out durations).
     """
     xs = sorted(d for d in durations if math.isfinite(d) and d >= 0)  # an inf would never end the plan
     if not xs:
