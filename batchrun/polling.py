@@ -18,8 +18,9 @@ Three pieces, meant to be driven by ONE scheduler loop rather than a sleeping ta
   ``PollSchedule.next_due(..., ages=...)`` follows it, never leaving more than ``cap`` between
   checks; past the last planned age it backs off (10% of the job's age, within floor..cap).
   When every learned duration is exact (RunComfy's own ``finished_at - created_at``), the plan
-  is *patient*: before the earliest learned duration no job can be late yet, so the first check
-  may wait up to ``max_idle`` instead of ``cap``. A duration measured by noticing the job is
+  is *patient*: before the earliest learned duration no job can be late yet, so the checks
+  before it may be up to ``patient_wait`` (30 s) apart instead of ``cap`` (a job that fails
+  early, or a run of shorter jobs, is still seen within it). A duration measured by noticing the job is
   only known to lie between two checks; learning from those, longer first waits would make the
   learned durations, and with them the waits, creep up, so such a plan keeps ``cap`` throughout.
 - ``PollQueue``: a heap of (due time, job key) with lazy removal; ``pop_due(now)`` gives the
@@ -86,6 +87,9 @@ class PollSchedule:
     cap: float = 10.0  #: longest interval once a job may be done (= worst lateness noticing it)
     floor: float = 0.1  #: never check a job again sooner than this
     max_idle: float = 120.0  #: never go longer than this between checks, even when skipping ahead
+    #: longest wait before the first check of a patient plan (see ``LatencyModel.exact``): bounds how
+    #: late an early failure, or a job shorter than any learned one, is seen (never less than cap)
+    patient_wait: float = 30.0
     #: learned plan (``LatencyModel.check_ages``): mean lateness allowed, as a fraction of the mean
     #: duration. Lower: jobs noticed sooner (shorter makespan), more checks per job.
     lateness: float = 0.03
@@ -132,7 +136,7 @@ class PollSchedule:
         ``ages`` (from ``LatencyModel.check_ages()``) is a learned plan of check ages: the next
         planned age after the job's current age, at most ``cap`` from now (past the plan: 10% of
         the job's age, within floor..cap); a ``patient`` plan (learned from exact durations)
-        waits up to ``max_idle`` for its first planned age. Without a plan, ``estimate`` (from
+        waits up to ``patient_wait`` at a time for its first planned age. Without a plan, ``estimate`` (from
         ``LatencyModel.estimate()``) is the job age before which it is unlikely to be finished;
         while the job is younger, the check moves to that age, bounded by ``max_idle`` from now.
         """
@@ -144,7 +148,7 @@ class PollSchedule:
             else:
                 due = now + min(self.cap, max(self.floor, 0.1 * age))
             # before the first planned age no learned job was done yet: a patient plan waits for it
-            longest = self.max_idle if patient and index == 0 else self.cap
+            longest = max(self.patient_wait, self.cap) if patient and index == 0 else self.cap
             return max(min(due, now + longest), now + max(self.floor, MIN_WAIT))
         due = now + self.interval(state.checks)
         if estimate is not None and estimate > 0:
@@ -171,6 +175,7 @@ class LatencyModel:
         self._plan: tuple[float, ...] | None = None
         self._plan_key: tuple[float, float, float, bool] | None = None
         self._plan_at = 0  # ``_added`` when the plan was computed
+        self._plan_low = 0.0  # the shortest duration the plan was computed from
 
     @property
     def samples(self) -> int:
@@ -194,6 +199,8 @@ class LatencyModel:
             self._exact.append(exact)
             self._inexact += not exact
             self._added += 1
+            if self._plan is not None and duration < self._plan_low:
+                self._plan = None  # shorter than any the plan knew: its first checks may come too late
 
     def check_ages(self, *, lateness: float, cap: float, floor: float) -> tuple[float, ...] | None:
         """The learned plan of check ages (see ``plan_check_ages``), None until ``min_samples``.
@@ -208,7 +215,7 @@ class LatencyModel:
         fresh = self._added - self._plan_at
         if self._plan is None or key != self._plan_key or fresh >= max(8, n // 4):
             self._plan = plan_check_ages(self._recent, lateness=lateness, cap=cap, floor=floor, patient=self.exact)
-            self._plan_key, self._plan_at = key, self._added
+            self._plan_key, self._plan_at, self._plan_low = key, self._added, min(self._recent)
         return self._plan
 
     def record_job(self, *, submitted_at: float, finished_at: float) -> None:

@@ -204,7 +204,7 @@ def _checks_and_lateness(
     ages: tuple[float, ...], durations: list[float], cap: float, patient: bool = False
 ) -> tuple[float, float]:
     """Checks per job and mean lateness (share of the mean duration) when the schedule follows ``ages``."""
-    schedule = PollSchedule(cap=cap, max_idle=max(cap, 120.0))
+    schedule = PollSchedule(cap=cap, max_idle=max(cap, 120.0))  # patient_wait: the default 30 s
     checks = late = 0.0
     for duration in durations:
         state, now = PollState(submitted_at=0.0), 0.0
@@ -278,7 +278,7 @@ def test_exact_durations_make_the_plan_patient_before_any_job_could_be_done() ->
     assert all(b - a <= 10.0 + 1e-9 for a, b in zip(patient, patient[1:], strict=False))  # then cap apart
     checks_before, late_before = _checks_and_lateness(impatient, fresh, 10.0)
     checks, late = _checks_and_lateness(patient, fresh, 10.0, patient=True)
-    assert checks < 10 < 15 < checks_before  # 7.8 against 18.8 checks per job
+    assert checks < 12 < 15 < checks_before  # 10.8 against 18.8 checks per job
     assert late < 0.03 * 1.2 and late_before < 0.03 * 1.2  # the same promise kept
 
 
@@ -299,12 +299,23 @@ def test_the_plan_is_patient_only_while_every_recent_duration_is_exact() -> None
     assert model.exact
 
 
-def test_a_patient_plan_waits_up_to_max_idle_for_its_first_check_then_cap() -> None:
-    """Before the first planned age a patient schedule waits up to max_idle (early failures still seen), after it cap."""
+def test_a_patient_plan_checks_every_patient_wait_before_its_first_age_then_every_cap() -> None:
+    """Before the first planned age a patient schedule checks every 30 s (an early failure is seen within it), after it every cap."""
     schedule = PollSchedule(cap=10.0, max_idle=120.0)
     ages = (150.0, 160.0, 170.0)
     fresh = PollState(submitted_at=0.0)
-    assert schedule.next_due(fresh, 0.0, ages=ages, patient=True) == pytest.approx(120.0)
+    assert schedule.next_due(fresh, 0.0, ages=ages, patient=True) == pytest.approx(30.0)
     assert schedule.next_due(fresh, 0.0, ages=ages) == pytest.approx(10.0)  # a plan from guesses: cap
     assert schedule.next_due(fresh.checked(120.0), 120.0, ages=ages, patient=True) == pytest.approx(150.0)
+    assert schedule.next_due(fresh.checked(30.0), 30.0, ages=ages, patient=True) == pytest.approx(60.0)
     assert schedule.next_due(fresh.checked(150.0), 150.0, ages=ages, patient=True) == pytest.approx(160.0)
+
+
+def test_a_job_shorter_than_any_learned_one_makes_the_plan_start_again() -> None:
+    """Jobs of minutes, then a clip of one minute: the cached plan is dropped at once, not 50 jobs later."""
+    model = LatencyModel(min_samples=5)
+    for seconds in range(120, 240, 2):
+        model.record(float(seconds), exact=True)
+    assert model.check_ages(lateness=0.03, cap=10.0, floor=0.1)[0] >= 120.0
+    model.record(60.0, exact=True)
+    assert model.check_ages(lateness=0.03, cap=10.0, floor=0.1)[0] <= 60.0 + 10.0
