@@ -33,10 +33,13 @@ message is redacted again on the way out. Relative output URLs are resolved agai
 ``base_url``.
 
 CPU per request (httpx costs 1.7-2 ms of it on a slow 2-core machine): at most
-``max_connections`` requests are in flight, the rest wait in the client's own queue, because
-httpcore's pool scans every connection (and every request queued inside it) whenever a request
-starts or ends: with 50 polls at once that doubled the CPU of each. ``api_lanes(concurrency)``
-sizes the pool for a run. URLs are parsed once per request id, and the client keeps no cookies
+``max_connections`` status/result/cancel requests are in flight, the rest wait in the client's
+own queue, because httpcore's pool scans every connection (and every request queued inside it)
+whenever a request starts or ends: with 50 polls at once that doubled the CPU of each.
+``api_lanes(concurrency)`` sizes that for a run. Submits never wait behind polls: they have
+``SUBMIT_CONNECTIONS`` more connections of their own in the pool, where a submit that finds no
+free one fails with ``PoolTimeout``, i.e. certainly not sent (the job was already marked
+``submitting``: a wait there, cut by a double Ctrl-C, would leave it in doubt). URLs are parsed once per request id, and the client keeps no cookies
 (none are needed; parsing each answer's cookies was 7% of a request).
 """
 
@@ -85,6 +88,10 @@ USER_AGENT = f"batchrun/{__version__}"
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 ENDPOINTS = ("submit", "status", "result", "cancel")
+
+#: connections the pool keeps for submits beyond ``max_connections`` (the runner submits at most
+#: ``--submit-parallelism``, default 4, at once)
+SUBMIT_CONNECTIONS = 8
 
 #: URLs parsed and kept per client (one per request id and endpoint); forgotten all at once past it
 _URL_CACHE = 4096
@@ -148,7 +155,7 @@ class RunComfyClient:
         self._sleep = sleep
         self._rng = rng
         self.request_counts: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
-        self._lanes = anyio.CapacityLimiter(max_connections)  # == the pool: it never queues
+        self._lanes = anyio.CapacityLimiter(max_connections)  # polls; the pool has room for submits too
         self._urls: dict[str, httpx.URL] = {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -158,7 +165,10 @@ class RunComfyClient:
                 "Accept": "application/json",
             },
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            limits=httpx.Limits(
+                max_connections=max_connections + SUBMIT_CONNECTIONS,
+                max_keepalive_connections=max_connections + SUBMIT_CONNECTIONS,
+            ),
             follow_redirects=False,
             transport=transport,
             trust_env=False,  # never hand the token to a proxy picked up from the environment
@@ -296,6 +306,8 @@ class RunComfyClient:
     async def _send(self, endpoint: str, method: str, path: str, json: Any = None) -> httpx.Response:
         self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
         kwargs: dict[str, Any] = {} if json is None else {"json": json}
+        if endpoint == "submit":  # straight to the pool: see the module docstring
+            return await self._http.request(method, self._url(path), **kwargs)
         async with self._lanes:
             return await self._http.request(method, self._url(path), **kwargs)
 
@@ -322,4 +334,6 @@ def _quote_id(request_id: str) -> str:
     """A request id made safe as one path segment (an odd id can never reach another path)."""
     if not isinstance(request_id, str) or not request_id.strip():
         raise RequestNotFoundError("empty request id")
+    if request_id.strip() in (".", ".."):  # a dot segment would be resolved away: another path
+        raise RequestNotFoundError(f"request id {request_id.strip()!r} cannot name a request")
     return quote(request_id.strip(), safe="")

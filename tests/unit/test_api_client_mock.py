@@ -673,3 +673,45 @@ def test_no_more_requests_in_flight_than_the_client_has_connections() -> None:
     anyio.run(main)
     assert peak == 3
     assert sorted(answers) == sorted(f"r{index}" for index in range(50))
+
+
+def test_a_submit_never_waits_behind_polls() -> None:
+    """Every lane busy with a slow poll: a submit still goes out at once (a wait after the job was
+    marked `submitting` would leave it in doubt if the run were stopped then)."""
+    import anyio.lowlevel
+
+    release = anyio.Event()
+    submitted = anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            submitted.set()
+            return httpx.Response(200, json={"request_id": "new"})
+        await release.wait()  # the poll hangs until the submit went through
+        return httpx.Response(200, json={"request_id": "r1", "status": "in_progress"})
+
+    async def main() -> str:
+        async with RunComfyClient(BASE, TOKEN, max_connections=1, transport=httpx.MockTransport(handler)) as client:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(client.result, "r1")
+                await anyio.lowlevel.checkpoint()  # the poll holds the only lane
+                with anyio.fail_after(5):
+                    submission = await client.submit("kling/kling-3.0/standard/image-to-video", {"prompt": "x"})
+                release.set()
+            return submission.request_id
+
+    assert anyio.run(main) == "new"
+
+
+@pytest.mark.parametrize("odd", [".", "..", " .. "])
+def test_a_dot_request_id_cannot_reach_another_path(odd: str) -> None:
+    """A request id of `.` or `..` would be resolved away into another URL: refused, nothing sent."""
+    rec = Recorder(httpx.Response(200, json={"status": "completed"}))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            await client.result(odd)
+
+    with pytest.raises(RequestNotFoundError, match="cannot name a request"):
+        anyio.run(main)
+    assert rec.requests == []
