@@ -51,7 +51,7 @@ from batchrun.urls import is_loopback_host
 
 CHUNK = 1024 * 1024
 BATCH = 2 * 1024 * 1024  #: bytes gathered before a write-and-hash hand-off to a thread
-BATCHES_AHEAD = 3  #: batches that may wait for each worker thread (memory: about 10 MiB per big download)
+BATCHES_AHEAD = 3  #: batches that may wait for each worker thread (memory: up to about 14 MiB per big download)
 MAX_REDIRECTS = 5
 USER_AGENT = f"batchrun/{__version__}"
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
