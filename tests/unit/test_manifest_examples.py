@@ -46,20 +46,21 @@ def test_products_csv_directly() -> None:
     assert campaign.name == "products" and campaign.job_count == 5
 
 
-def test_hundred_thousand_jobs(tmp_path: Path) -> None:
-    """A 100,000-job matrix loads, validates and iterates (lazily) in a few seconds."""
+def test_a_big_matrix_loads_and_iterates_every_job(tmp_path: Path) -> None:
+    """A 20,000-job matrix of four job kinds loads, validates and yields every job in order.
+    (100,000 jobs is benchmark d.: its time and memory are measured there, not here.)"""
     axis = ", ".join(f"v{i}" for i in range(50))
     path = tmp_path / "big.yaml"
     path.write_text(
         "model: kling/kling-3.0/pro/text-to-video\n"
         "defaults: {sound: false}\n"
-        f"matrix:\n  a: [{axis}]\n  b: [{axis}]\n  duration: [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n"
+        f"matrix:\n  a: [{axis}]\n  b: [{axis}]\n  duration: [3, 4]\n"
         "jobs:\n  - prompt: 'cat {a} {b}'\n  - {id: 'dog-{a}-{b}-{duration}', prompt: 'dog {a} {b}'}\n"
         "  - {id: 'owl', prompt: 'owl {a}{b}'}\n  - {prompt: 'fox {a} {b}', takes: 1}\n"
     )
     campaign = load_campaign(path)
-    assert campaign.job_count == 100_000
+    assert campaign.job_count == 20_000
     count = 0
     for job in campaign.jobs():
         count += 1
-    assert count == 100_000 and job.key.startswith("fox-")
+    assert count == 20_000 and job.key.startswith("fox-")
