@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -477,3 +478,23 @@ def test_planning_many_jobs_goes_page_by_page_and_again_changes_nothing(store: S
     again = store.apply_plan(cid, (make_spec(f"shot-{i:06}-t1") for i in range(total)), cost=lambda spec: 0.84)
     assert (again.new, again.unchanged, again.changed) == (0, total, 0)
     assert store.count_by_state(cid)[JobState.PENDING] == total
+
+
+def test_planned_rows_are_stored_exactly_as_every_other_write(any_store: Store, campaign_id: int, make_spec: Spec) -> None:
+    """The plan's bulk insert writes the same text as the rest of the store: a job planned and one
+    moved by a transition compare and read back alike (SQLite compares datetimes as text)."""
+    specs = [make_spec("a", "ünïcode prompt", cfg_scale=0.5), make_spec("b")]
+    any_store.apply_plan(campaign_id, specs)
+    (a, b) = sorted(any_store.jobs_in_states(campaign_id, [JobState.PENDING]), key=lambda job: job.key)
+    assert a.input == specs[0].input and a.fingerprint == specs[0].fingerprint and a.revision == 1
+    assert a.created_at == any_store._now() and a.created_at.tzinfo is not None
+    with any_store.engine.connect() as c:
+        stored = c.execute(sa.text("SELECT created_at, input FROM jobs WHERE key = 'a'")).one()
+        written_by_sqlalchemy = c.execute(sa.text("SELECT created_at FROM campaigns WHERE id = :id"),
+                                          {"id": campaign_id}).scalar_one()
+    assert type(stored.created_at) is type(written_by_sqlalchemy)
+    if isinstance(stored.created_at, str):  # SQLite: one text format, or ranges would compare wrong
+        assert len(stored.created_at) == len(written_by_sqlalchemy)
+    assert json.loads(stored.input) == specs[0].input
+    assert [event.kind for event in any_store.history(a.id)] == ["planned"]
+    assert [event.kind for event in any_store.history(b.id)] == ["planned"]
