@@ -29,7 +29,6 @@ resumes it. Two concurrent fetches to the same ``dest`` are the caller's mistake
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random

@@ -45,6 +45,7 @@ free one fails with ``PoolTimeout``, i.e. certainly not sent (the job was alread
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -306,9 +307,8 @@ class RunComfyClient:
     async def _send(self, endpoint: str, method: str, path: str, json: Any = None) -> httpx.Response:
         self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
         kwargs: dict[str, Any] = {} if json is None else {"json": json}
-        if endpoint == "submit":  # straight to the pool: see the module docstring
-            return await self._http.request(method, self._url(path), **kwargs)
-        async with self._lanes:
+        # a submit goes straight to the pool, never behind polls: see the module docstring
+        async with contextlib.nullcontext() if endpoint == "submit" else self._lanes:
             return await self._http.request(method, self._url(path), **kwargs)
 
     def _url(self, path: str) -> httpx.URL:

@@ -813,19 +813,14 @@ def _insert_new_jobs(
     if placeholder is None:  # pragma: no cover - SQLite and psycopg both have one above
         statement = sa.insert(jobs).values(**shared).returning(jobs.c.id, jobs.c.key)
         return [(job_id, key) for job_id, key in c.execute(statement, list(new_rows))]
+    def processor(name: str) -> Callable[[Any], Any]:
+        return jobs.c[name].type.bind_processor(c.dialect) or (lambda value: value)
+
     names = list(new_rows[0])
-    processors = [jobs.c[name].type.bind_processor(c.dialect) for name in names]
-
-    def bound(name: str, value: Any) -> Any:
-        process = jobs.c[name].type.bind_processor(c.dialect)
-        return process(value) if process else value
-
-    tail = tuple(bound(name, value) for name, value in shared.items())
-    params = [
-        tuple(process(row[name]) if process else row[name] for name, process in zip(names, processors, strict=True))
-        + tail
-        for row in new_rows
-    ]
+    processors = [processor(name) for name in names]
+    tail = tuple(processor(name)(value) for name, value in shared.items())
+    params = [tuple(process(row[name]) for name, process in zip(names, processors, strict=True)) + tail
+              for row in new_rows]
     quote = c.dialect.identifier_preparer.quote
     columns = ", ".join(quote(name) for name in [*names, *shared])
     values = ", ".join([placeholder] * (len(names) + len(shared)))
