@@ -45,7 +45,7 @@ from batchrun.polling import LatencyModel, PollQueue, PollSchedule, PollState
 from batchrun.states import JobState
 from batchrun.runs import Progress, RunOptions, RunSummary, SilentProgress, UnknownSubmitPolicy, new_runner_id
 from batchrun.slots import Slots
-from batchrun.store import Store, StaleJobError
+from batchrun.store import BudgetReachedError, Store, StaleJobError
 
 __all__ = [  # the run's values live in batchrun.runs and batchrun.slots; re-exported for callers
     "Progress", "RunOptions", "RunSummary", "Runner", "SilentProgress", "Slots", "UnknownSubmitPolicy",
@@ -116,7 +116,6 @@ class Runner:
         self._submitting_done = False
         self._download_send, self._download_receive = anyio.create_memory_object_stream[Job](math.inf)
         self._tg: TaskGroup | None = None
-        self._committed = 0.0  # estimated USD of every submission attempt so far (for the budget)
         self._post_lanes = anyio.CapacityLimiter(options.submit_parallelism)
         self._submitting_now = 0  # submit tasks alive (they may hand their job back to pending)
         self._deferrals: dict[int, int] = {}  # job id -> submits that ran out of retries this run
@@ -179,7 +178,6 @@ class Runner:
     async def _resume(self) -> None:
         """Take over what earlier runs (or dead runners) left at RunComfy, then verify done files."""
         store, cid, options = self.store, self.campaign_id, self.options
-        self._committed = store.committed_cost(cid)
         counts = store.count_by_state(cid)
         self.progress.started(sum(counts.values()), counts)
         if options.alone:
@@ -299,12 +297,7 @@ class Runner:
                 continue
             for _ in claimed[1:]:
                 self.slots.take()
-            for index, job in enumerate(claimed):
-                if not self._within_budget(job):
-                    store.unclaim([j.id for j in claimed[index:]], options.runner_id)
-                    for _ in claimed[index:]:
-                        self.slots.release()
-                    return
+            for job in claimed:
                 self._active += 1
                 self._submitting_now += 1
                 assert self._tg is not None
@@ -329,29 +322,15 @@ class Runner:
                 f"{job.key}: submit kept failing ({reason}); pausing submissions {self._cooldown:.0f}s"
             )
 
-    def _within_budget(self, job: Job) -> bool:
-        """Reserve the job's estimated cost, or stop submitting when it would pass the budget."""
-        budget = self.options.budget
-        if budget is None:
-            return True
-        cost = job.estimated_cost
-        if cost is None:
-            self._budget_stop(f"budget: no price is known for {job.model} ({job.key}); "
-                              "jobs without a price are not submitted under a budget")
-            return False
-        if self._committed + cost > budget + 1e-9:
-            self._budget_stop(
-                f"budget reached: ${self._committed:,.2f} committed of ${budget:,.2f}; "
-                f"{job.key} (${cost:,.2f}) and the jobs after it stay pending"
-            )
-            return False
-        self._committed += cost
-        return True
-
-    def _budget_stop(self, reason: str) -> None:
-        """No more submissions past the budget; jobs already reserved under it still go."""
-        self.summary.stop_reason = self.summary.stop_reason or reason
-        self.progress.message(reason)
+    def _budget_reached(self, job: Job, error: BudgetReachedError) -> None:
+        """The store refused the job's submission: it would pass the budget (whoever spent it)."""
+        if error.cost is None:
+            reason = (f"budget: no price is known for {job.model} ({job.key}); "
+                      "jobs without a price are not submitted under a budget")
+        else:
+            reason = (f"budget reached: ${error.committed:,.2f} committed of ${error.budget:,.2f}; "
+                      f"{job.key} (${error.cost:,.2f}) and the jobs after it stay pending")
+        self.stop_submitting(reason)
 
     async def _submit_one(self, job: Job) -> None:
         """Submit one job (holding its slot), then hand it to the scheduler."""
@@ -359,10 +338,7 @@ class Runner:
         try:
             for _ in range(self.options.max_resubmits + 1):
                 outcome = await self._try_submit(job)
-                if outcome == "again":
-                    job = self.store.get_job(job.id)
-                    if not self._within_budget(job):  # a resubmission is paid for again
-                        return
+                if outcome == "again":  # a resubmission is paid for again: the budget is checked again
                     continue
                 keep_slot = outcome == "submitted"
                 return
@@ -384,9 +360,12 @@ class Runner:
         if self._stop_submitting:
             return "skipped"
         try:
-            job = self.store.begin_submit(job.id)
+            job = self.store.begin_submit(job.id, budget=self.options.budget)
         except StaleJobError:  # cancelled or claimed meanwhile
             return "skipped"
+        except BudgetReachedError as error:
+            self._budget_reached(job, error)
+            return "refused"
         self._moved(job, JobState.PENDING, JobState.SUBMITTING)
         try:
             submission = await self.client.submit(job.model, dict(job.input))

@@ -5,7 +5,7 @@ package writes SQL.
 """
 
 from batchrun.store.engine import open_store, resolve_db_url
-from batchrun.store.repository import CampaignRecord, PlanCounts, StaleJobError, Store
+from batchrun.store.repository import BudgetReachedError, CampaignRecord, PlanCounts, StaleJobError, Store
 from batchrun.store.types import utcnow
 
-__all__ = ["CampaignRecord", "PlanCounts", "StaleJobError", "Store", "open_store", "resolve_db_url", "utcnow"]
+__all__ = ["BudgetReachedError", "CampaignRecord", "PlanCounts", "StaleJobError", "Store", "open_store", "resolve_db_url", "utcnow"]

@@ -59,6 +59,9 @@ class CampaignRow(Base):
     manifest_path: Mapped[str] = mapped_column(Text)
     output_dir: Mapped[str] = mapped_column(Text)
     settings: Mapped[dict[str, Any]]
+    #: estimated USD of every submission attempt of the campaign, counted where the budget is
+    #: checked (``Store.begin_submit``), so runners sharing the campaign share one budget
+    committed_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

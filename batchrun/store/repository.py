@@ -55,6 +55,23 @@ class StaleJobError(BatchrunError):
         )
 
 
+class BudgetReachedError(BatchrunError):
+    """Submitting this job would take the campaign's committed spend past the budget."""
+
+    job_id: int
+    cost: float | None
+    committed: float
+    budget: float
+
+    def __init__(self, job_id: int, *, cost: float | None, committed: float, budget: float) -> None:
+        super().__init__(
+            f"job {job_id} (${cost:,.2f}) would take the spend past the budget: "
+            f"${committed:,.2f} committed of ${budget:,.2f}" if cost is not None else
+            f"job {job_id} has no known price, so it is not submitted under a budget",
+            job_id=job_id, cost=cost, committed=committed, budget=budget,
+        )
+
+
 def _states(value: JobState | Collection[JobState]) -> frozenset[JobState]:
     if isinstance(value, str):
         return frozenset({JobState(value)})
@@ -355,18 +372,14 @@ class Store(Leases):
         return counts
 
     def committed_cost(self, campaign_id: int) -> float:
-        """Estimated USD of every submission attempt of the campaign (all revisions).
+        """Estimated USD of every submission attempt of the campaign (all revisions, all runners).
 
         Each attempt counts, even one RunComfy refused or one resubmitted after a lost answer:
-        a budget computed from this is never exceeded.
+        a budget checked against this (``begin_submit``) is never exceeded.
         """
         with self._read() as c:
-            total = c.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.estimated_cost * jobs.c.attempts), 0.0)).where(
-                    jobs.c.campaign_id == campaign_id, jobs.c.attempts > 0
-                )
-            ).scalar_one()
-        return float(total)
+            total = c.execute(_COMMITTED, {"campaign": campaign_id}).scalar()
+        return float(total or 0.0)
 
     def history(self, job_id: int) -> list[Event]:
         """Everything that happened to a job, in order."""
@@ -478,9 +491,27 @@ class Store(Leases):
             },
         )
 
-    def begin_submit(self, job_id: int) -> Job:
-        """pending -> submitting, before the POST: a crash from here on is resolved by resume."""
-        return self.transition(job_id, JobState.PENDING, JobState.SUBMITTING, attempts=_NEXT_ATTEMPT)
+    def begin_submit(self, job_id: int, *, budget: float | None = None) -> Job:
+        """pending -> submitting, before the POST: a crash from here on is resolved by resume.
+
+        The job's estimated cost is added to the campaign's committed spend in the same
+        transaction. With a ``budget`` (USD), a job whose cost would take that spend past it, or
+        whose price is unknown, raises ``BudgetReachedError`` and nothing is written. The check
+        and the addition are one conditional UPDATE of the campaign row, so runners sharing a
+        campaign never pass the budget together.
+        """
+        with self._write() as c:
+            job = self._transition(c, job_id, JobState.PENDING, JobState.SUBMITTING, None, {"attempts": _NEXT_ATTEMPT})
+            cost = job.estimated_cost
+            if budget is None:
+                c.execute(_CHARGE, {"campaign": job.campaign_id, "cost": cost or 0.0})
+                return job
+            if cost is not None and c.execute(
+                _CHARGE_WITHIN, {"campaign": job.campaign_id, "cost": cost, "budget": budget + _CENT_FRACTION}
+            ).first():
+                return job
+            committed = c.execute(_COMMITTED, {"campaign": job.campaign_id}).scalar()
+            raise BudgetReachedError(job_id, cost=cost, committed=float(committed or 0.0), budget=budget)
 
     def record_submission(self, job_id: int, request_id: str) -> Job:
         """submitting -> queued, right after RunComfy answered with a request id."""
@@ -754,6 +785,17 @@ class Store(Leases):
 _INSERT_EVENT = sa.insert(events)
 _STATE_OF = sa.select(jobs.c.state).where(jobs.c.id == sa.bindparam("match_id"))
 _STATE_OF_FOR_UPDATE = _STATE_OF.with_for_update()
+_COMMITTED = sa.select(campaigns.c.committed_usd).where(campaigns.c.id == sa.bindparam("campaign"))
+_CHARGE = (
+    sa.update(campaigns)
+    .where(campaigns.c.id == sa.bindparam("campaign"))
+    .values(committed_usd=campaigns.c.committed_usd + sa.bindparam("cost", type_=sa.Float()))
+)
+_CHARGE_WITHIN = _CHARGE.where(
+    campaigns.c.committed_usd + sa.bindparam("cost", type_=sa.Float()) <= sa.bindparam("budget", type_=sa.Float())
+).returning(campaigns.c.committed_usd)
+#: slack for float sums in the budget check (far below a cent)
+_CENT_FRACTION = 1e-9
 #: SQL values of transitions, shared so the statements using them are built once
 _NEXT_ATTEMPT = jobs.c.attempts + 1
 _KEEP_FINISHED = sa.func.coalesce(jobs.c.finished_at, sa.bindparam("at_now", type_=UTCDateTime()))

@@ -66,6 +66,23 @@ def test_four_runners_share_one_campaign_and_one_cap(isolated_env, pg_url, make_
     print(f"\n4 runners: submitted per runner {submitted}, max in flight at RunComfy {stats.max_unfinished}/20")
 
 
+def test_runners_sharing_a_campaign_share_its_budget(isolated_env, pg_url, make_simulator):
+    """Two runners, one budget: together they submit what it pays for, not twice that."""
+    simulator = make_simulator(latency=Latency(kind="fixed", value=0.05), seed=1)
+    path = manifest(isolated_env, 40)  # standard text-to-video, 3 s with sound: $0.378 each
+    extra = ("-c", "10", "--local-concurrency", "5", "--lease", "5", "--budget", "5.7")  # 15 jobs' worth
+    processes = [runner(path, pg_url, simulator.base_url, *extra) for _ in range(2)]
+    summaries = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 1, err[-2000:]  # stopped with jobs left pending
+        summaries.append(json.loads(out))
+    assert simulator.stats().jobs_created == 15
+    counts = done_count(pg_url)
+    assert counts[JobState.DONE] == 15 and counts[JobState.PENDING] == 25
+    assert any("budget reached" in (summary["stop_reason"] or "") for summary in summaries)
+
+
 def test_a_killed_runners_jobs_are_finished_by_the_others(isolated_env, pg_url, make_simulator):
     """SIGKILL one of three runners: after its leases expire the others poll its jobs; nothing is paid twice."""
     simulator = make_simulator(latency=Latency(kind="uniform", value=0.1, high=0.6), seed=2)

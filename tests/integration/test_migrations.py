@@ -137,3 +137,31 @@ def test_a_database_from_the_first_release_is_upgraded_on_open(tmp_path: Path) -
         assert _diff(reopened.engine) == []
     finally:
         reopened.close()
+
+
+def test_a_database_before_the_shared_spend_starts_from_what_its_jobs_record(tmp_path: Path, make_spec) -> None:
+    """A 0002 database gains each campaign's committed spend, summed from its jobs' costs and attempts."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'spent.db'}"
+    store = open_store(url)
+    campaign = store.ensure_campaign("spent", manifest_path="m.yaml", output_dir="out", settings={})
+    store.apply_plan(campaign.id, [make_spec("a"), make_spec("b"), make_spec("c")], cost=lambda spec: 0.75)
+    first, second, _ = store.pending_jobs(campaign.id, limit=3)
+    store.begin_submit(first.id)
+    store.reset_to_pending(first.id, "lost answer")
+    store.begin_submit(first.id)  # two attempts
+    store.begin_submit(second.id)
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    engine.dispose()
+    reopened = open_store(url)
+    try:
+        assert reopened.committed_cost(campaign.id) == pytest.approx(3 * 0.75)
+        assert _diff(reopened.engine) == []
+    finally:
+        reopened.close()
