@@ -187,3 +187,10 @@ class PermanentDownloadError(DownloadError):
 def problems_of(errors: Sequence[BatchrunError]) -> list[str]:
     """Flatten several errors into the lines the CLI prints."""
     return [line for error in errors for line in error.lines()]
+
+
+def message_of(error: BaseException) -> str:
+    """The one line a user reads about any error: ours carry their message, others their type."""
+    if isinstance(error, BatchrunError):
+        return error.message
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

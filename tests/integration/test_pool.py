@@ -333,7 +333,7 @@ def test_poll_lateness_sets_the_schedule_the_runner_polls_by(campaign_factory, m
 def test_jobs_of_an_earlier_run_are_polled_by_backoff_not_by_the_learned_plan(campaign_factory):
     """A resumed job's age is unknown: it is looked at again within the cap, not at the plan's long waits."""
     from batchrun.polling import LatencyModel, PollState
-    from batchrun.pool import _Tracked
+    from batchrun.pool import Tracked
 
     campaign = campaign_factory(1)
     runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
@@ -342,8 +342,8 @@ def test_jobs_of_an_earlier_run_are_polled_by_backoff_not_by_the_learned_plan(ca
     learned = runner.latencies.setdefault(I2V, LatencyModel())
     for seconds in range(150, 200):  # this model's jobs take minutes
         learned.record(float(seconds))
-    fresh = _Tracked(1, "a", I2V, "r1", JobState.QUEUED, PollState(1000.0).checked(1000.5))
-    resumed = _Tracked(2, "b", I2V, "r2", JobState.QUEUED, PollState(1000.0).checked(1000.5), resumed=True)
+    fresh = Tracked(1, "a", I2V, "r1", JobState.QUEUED, PollState(1000.0).checked(1000.5))
+    resumed = Tracked(2, "b", I2V, "r2", JobState.QUEUED, PollState(1000.0).checked(1000.5), resumed=True)
     # a job this run submitted 0.5 s ago follows the plan (the earliest finish is 150 s away, so
     # its first planned check is the cap after the submit); one found at start may be about to
     # finish: plain backoff from 0.5 s

@@ -1,0 +1,130 @@
+"""Downloading: workers that fetch each finished job's files, write its sidecar and mark it done,
+and the check that fetches again done files that went missing (a ``Runner`` mixin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+from batchrun.domain import Job
+from batchrun.download import sha256_file
+from batchrun.errors import DownloadError, PermanentDownloadError
+from batchrun.outputs import destinations, keep_aside, sidecar_document, sidecar_path, write_json_atomically
+from batchrun.states import JobState
+from batchrun.store import StaleJobError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from batchrun.pool.runner import Runner
+
+
+class Downloading:
+    """Mixed into ``Runner``: the download workers and the check of done files."""
+
+    async def _verify_done(self: Runner, started: datetime) -> None:
+        """Fetch again every done job whose file is missing or no longer matches its sha256
+        (jobs this run finished, updated since ``started``, are not checked again)."""
+        try:
+            for job in self.store.iter_jobs(self.campaign_id, states=[JobState.DONE]):
+                if job.updated_at is not None and job.updated_at >= started:
+                    continue
+                if not self.options.alone and not _inside(job.output_path, self.output_dir):
+                    continue  # another machine's file: that runner verifies it
+                if await anyio.to_thread.run_sync(_file_matches, job):
+                    continue
+                if not job.result_urls:
+                    self.progress.message(f"{job.key}: file missing or corrupt and no result URL recorded")
+                    continue
+                try:
+                    job = self.store.mark_downloading(job.id, job.result_urls)
+                except StaleJobError:
+                    continue
+                self._moved(job, JobState.DONE, JobState.DOWNLOADING, "file missing or corrupt: fetching again")
+                self._active += 1
+                self._download_send.send_nowait(job)
+        finally:
+            self._finish_one()
+
+    async def _download_worker(self: Runner) -> None:
+        async for job in self._download_receive:
+            try:
+                await self._download(job)
+            finally:
+                self._finish_one()
+
+    async def _download(self: Runner, job: Job) -> None:
+        dests = destinations(self.output_dir, job.output_name, job.result_urls)
+        files: list[dict[str, Any]] = []
+        try:
+            for url, dest in zip(job.result_urls, dests, strict=True):
+                self._make_room(job, dest)
+                fetched = await self.downloader.fetch(url, dest)
+                files.append(
+                    {"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256}
+                )
+        except PermanentDownloadError as error:
+            self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
+            return
+        except OSError as error:  # the local disk, not the network: nothing later jobs can do better
+            self.store.record_event(job.id, "download_error", {"error": str(error)})
+            self.stop_submitting(f"cannot write {job.output_name} in {self.output_dir}: {error.strerror or error}; "
+                                 "no new jobs are submitted")
+            return
+        except (DownloadError, httpx.HTTPError) as error:
+            message = getattr(error, "message", None) or str(error) or type(error).__name__
+            self.store.record_event(job.id, "download_error", {"error": message})
+            self.progress.message(f"{job.key}: download interrupted ({message}); the next run resumes it")
+            return
+        primary = files[0]
+        await anyio.to_thread.run_sync(  # it fsyncs: keep the event loop free meanwhile
+            write_json_atomically,
+            sidecar_path(Path(primary["path"])),
+            sidecar_document(job, campaign=self.summary.campaign, files=files, timings=_timings(job)),
+        )
+        try:
+            done = self.store.mark_done(  # the "downloaded" events ride in the same commit
+                job.id, output_path=primary["path"], size=primary["size"], sha256=primary["sha256"],
+                downloaded=[{"url": f["url"], "size": f["size"], "sha256": f["sha256"]} for f in files],
+            )
+        except StaleJobError:
+            return
+        self.summary.downloaded += 1
+        self._moved(done, JobState.DOWNLOADING, JobState.DONE)
+
+    def _make_room(self: Runner, job: Job, dest: Path) -> None:
+        """Keep the file of an older revision of this job when the new one takes its name."""
+        if not dest.exists():
+            return
+        for other in self.store.find_by_output_path(str(dest)):
+            if other.id != job.id:
+                moved = keep_aside(dest, other.revision)
+                self.store.update_output_path(other.id, str(moved))
+                self.progress.message(f"{other.key}: kept revision {other.revision}'s file as {moved.name}")
+                return
+
+
+def _inside(path: str | None, folder: Path) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
+
+
+def _file_matches(job: Job) -> bool:
+    if not job.output_path or job.sha256 is None:
+        return False
+    path = Path(job.output_path)
+    try:
+        if path.stat().st_size != job.size:
+            return False
+    except OSError:
+        return False
+    return sha256_file(path) == job.sha256
+
+def _timings(job: Job) -> dict[str, Any]:
+    return {
+        "created_at": job.created_at,
+        "submitted_at": job.submitted_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
