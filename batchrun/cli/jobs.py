@@ -243,7 +243,7 @@ def retry(args: tuple[str, ...], all_failed: bool, db: str | None, as_json: bool
     reset = sum(o.action == "reset" for o in outcomes)
     show_outcomes(
         f"campaign {campaign.name}: {reset} job(s) back to pending"
-        + (f"; run `batchrun run` on it to run them again" if reset else ""),
+        + ("; run `batchrun run` on it to run them again" if reset else ""),
         outcomes, as_json, {"campaign": campaign.name, "reset": reset},
     )
 
