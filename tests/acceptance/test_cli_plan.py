@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -158,11 +159,17 @@ def test_help_shows_environment_variables():
 @pytest.mark.slow
 def test_wheel_carries_migrations_and_data_and_works_outside_the_checkout(repo_root, tmp_path):
     """The built wheel contains migrations, schemas and the clip, and plans from a foreign directory."""
-    dist = tmp_path / "dist"
+    dist, source = tmp_path / "dist", tmp_path / "source"
+    # a copy without build/: setuptools builds in place and keeps stale files there, which once
+    # hid a subpackage missing from pyproject's package list
+    shutil.copytree(repo_root, source, ignore=shutil.ignore_patterns(
+        "build", "dist", ".venv", ".git", "*.egg-info", "__pycache__", ".pytest_cache", "demo-output"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(dist), str(repo_root)], check=True, capture_output=True, timeout=300)
+                    str(dist), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = dist.glob("batchrun-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
+    modules = {path.relative_to(repo_root).as_posix() for path in (repo_root / "batchrun").rglob("*.py")}
+    assert modules <= set(names), sorted(modules - set(names))  # every module of every subpackage
     assert "batchrun/migrations/env.py" in names
     assert any(n.startswith("batchrun/migrations/versions/0001_") for n in names)
     assert "batchrun/schemas/kling-3.0-text-to-video.input.json" in names
