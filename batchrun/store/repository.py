@@ -7,6 +7,10 @@ change updates the job *and* appends an event, or does neither.
 
 Hot paths use SQLAlchemy Core (executemany in pages, no ORM unit of work). One ``Store`` is used
 from one thread at a time.
+
+This module holds campaigns, queries and transitions; the ``Store`` mixes in the rest, one
+module each: ``plan_writer`` (``apply_plan``), ``leases`` (claims, leases and the in-flight cap)
+and ``reporting`` (what ``status``, ``cancel``, ``export`` and ``report`` read).
 """
 
 from __future__ import annotations
@@ -14,21 +18,20 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import Connection, Engine
 
-from batchrun.domain import Event, Job, JobSpec
-from batchrun.errors import BatchrunError
-from batchrun.overview import CampaignStats, ErrorGroup, InFlight
+from batchrun.domain import Event, Job
 from batchrun.states import TERMINAL, JobState, can_transition
 from batchrun.store.dberrors import translate_errors
+from batchrun.store.errors import BudgetReachedError, StaleJobError
 from batchrun.store.leases import Leases
+from batchrun.store.plan_writer import PlanWriter
 from batchrun.store.models import campaigns, events, jobs
-from batchrun.store.planning import PAGE, Active, PlanCounts, Tally, new_row
+from batchrun.store.reporting import Reporting
 from batchrun.store.rows import CampaignRecord, to_campaign, to_event, to_job
 from batchrun.store.types import UTCDateTime, utcnow
 
@@ -38,47 +41,13 @@ _PROTECTED = frozenset({"id", "campaign_id", "key", "revision", "state", "create
 NOT_TERMINAL = frozenset(JobState) - TERMINAL
 
 
-class StaleJobError(BatchrunError):
-    """The job was not in the expected state (another worker or a resume moved it first)."""
-
-    job_id: int
-    expected: frozenset[JobState]
-    actual: JobState | None
-
-    def __init__(self, job_id: int, expected: Collection[JobState], actual: JobState | None) -> None:
-        wanted = "|".join(sorted(expected))
-        super().__init__(
-            f"job {job_id} is {actual or 'missing'}, not {wanted}",
-            job_id=job_id,
-            expected=frozenset(expected),
-            actual=actual,
-        )
-
-
-class BudgetReachedError(BatchrunError):
-    """Submitting this job would take the campaign's committed spend past the budget."""
-
-    job_id: int
-    cost: float | None
-    committed: float
-    budget: float
-
-    def __init__(self, job_id: int, *, cost: float | None, committed: float, budget: float) -> None:
-        super().__init__(
-            f"job {job_id} (${cost:,.2f}) would take the spend past the budget: "
-            f"${committed:,.2f} committed of ${budget:,.2f}" if cost is not None else
-            f"job {job_id} has no known price, so it is not submitted under a budget",
-            job_id=job_id, cost=cost, committed=committed, budget=budget,
-        )
-
-
 def _states(value: JobState | Collection[JobState]) -> frozenset[JobState]:
     if isinstance(value, str):
         return frozenset({JobState(value)})
     return frozenset(JobState(s) for s in value)
 
 
-class Store(Leases):
+class Store(PlanWriter, Leases, Reporting):
     """Everything batchrun reads from and writes to its database."""
 
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] = utcnow, label: str | None = None) -> None:
@@ -161,143 +130,6 @@ class Store(Leases):
         with self._read() as c:
             return [to_campaign(r) for r in c.execute(sa.select(campaigns).order_by(campaigns.c.id))]
 
-    # -- planning -----------------------------------------------------------------------
-
-    def _load_active(self, c: Connection, campaign_id: int) -> dict[str, Active]:
-        query = sa.select(
-            jobs.c.key, jobs.c.id, jobs.c.revision, jobs.c.fingerprint, jobs.c.output_name, jobs.c.state
-        ).where(jobs.c.campaign_id == campaign_id, self._active)
-        return {
-            key: Active(id_, revision, fp, name, JobState(state))
-            for key, id_, revision, fp, name, state in c.execute(query)
-        }
-
-    def preview_plan(self, campaign_id: int, specs: Iterable[JobSpec]) -> PlanCounts:
-        """What ``apply_plan`` would do, without writing anything."""
-        with self._read() as c:
-            active = self._load_active(c, campaign_id)
-        tally = Tally(len(active))
-        for spec in specs:
-            tally.count(spec, active.get(spec.key))
-        return tally.result()
-
-    def apply_plan(
-        self,
-        campaign_id: int,
-        specs: Iterable[JobSpec],
-        *,
-        cost: Callable[[JobSpec], float | None] = lambda spec: None,
-    ) -> PlanCounts:
-        """Insert new jobs and new revisions of changed ones, all or nothing; never deletes.
-
-        A changed job keeps its old row (``superseded_at`` set); a pending old row is cancelled,
-        an in-flight or done one keeps its state so what was paid for is still finished and kept.
-        """
-        now = self._now()
-        with self._write() as c:
-            # runners started together plan the same campaign: one at a time (PostgreSQL; SQLite's
-            # BEGIN IMMEDIATE already serialises), so the second finds the first one's rows
-            c.execute(sa.select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update())
-            active = self._load_active(c, campaign_id)
-            tally = Tally(len(active))
-            iterator = iter(specs)
-            while page := list(islice(iterator, PAGE)):
-                new_rows: list[dict[str, Any]] = []
-                supersedes: dict[str, int] = {}
-                superseded: list[tuple[Active, int]] = []
-                for spec in page:
-                    old = active.get(spec.key)
-                    kind = tally.count(spec, old)
-                    if kind == "unchanged":
-                        continue
-                    revision = 1
-                    if kind == "changed":
-                        assert old is not None
-                        revision = old.revision + 1
-                        superseded.append((old, revision))
-                        supersedes[spec.key] = old.id
-                    new_rows.append(new_row(spec, revision, cost(spec)))
-                if superseded:
-                    self._supersede(c, superseded, now)
-                if new_rows:
-                    inserted = _insert_new_jobs(c, campaign_id, new_rows, now)
-                    self._insert_planned_events(c, inserted, supersedes, now)
-        return tally.result()
-
-    @staticmethod
-    def _insert_planned_events(
-        c: Connection, inserted: Sequence[tuple[int, str]], supersedes: Mapping[str, int], now: datetime
-    ) -> None:
-        """One "planned" event per inserted row; a new revision's names the row it supersedes."""
-        fresh = [job_id for job_id, key in inserted if key not in supersedes]
-        if fresh:  # one INSERT ... SELECT per page: no per-row parameter processing
-            c.execute(
-                sa.insert(events).from_select(
-                    ["job_id", "at", "kind", "from_state", "to_state", "detail"],
-                    sa.select(
-                        jobs.c.id,
-                        sa.literal(now, UTCDateTime()),
-                        sa.literal("planned"),
-                        sa.null(),
-                        sa.literal(JobState.PENDING.value),
-                        sa.literal("{}"),
-                    ).where(jobs.c.id.in_(fresh)),
-                )
-            )
-        revised = [(job_id, key) for job_id, key in inserted if key in supersedes]
-        if revised:
-            c.execute(
-                sa.insert(events).values(at=now, kind="planned", from_state=None, to_state=JobState.PENDING.value),
-                [{"job_id": job_id, "detail": {"supersedes": supersedes[key]}} for job_id, key in revised],
-            )
-
-    def _supersede(self, c: Connection, rows: list[tuple[Active, int]], now: datetime) -> None:
-        """Mark old revisions superseded (one executemany); pending ones are cancelled too."""
-        bind = sa.bindparam
-        keep = [(old.id, revision) for old, revision in rows if old.state is not JobState.PENDING]
-        cancel = [
-            {"old_id": old.id, "reason": f"superseded by revision {revision}"}
-            for old, revision in rows
-            if old.state is JobState.PENDING
-        ]
-        if keep:  # in flight or finished: it keeps its state, so what was paid for is still collected
-            c.execute(
-                sa.update(jobs).where(jobs.c.id == bind("old_id")).values(superseded_at=now, updated_at=now),
-                [{"old_id": old_id} for old_id, _ in keep],
-            )
-            c.execute(
-                sa.insert(events).values(at=now, kind="superseded", from_state=None, to_state=None),
-                [{"job_id": old_id, "detail": {"by_revision": revision}} for old_id, revision in keep],
-            )
-        if cancel:
-            result = c.execute(
-                sa.update(jobs)
-                .where(jobs.c.id == bind("old_id"), jobs.c.state == JobState.PENDING.value)
-                .values(
-                    superseded_at=now,
-                    updated_at=now,
-                    finished_at=now,
-                    state=JobState.CANCELLED.value,
-                    error=bind("reason", type_=sa.Text()),
-                ),
-                cancel,
-            )
-            if result.rowcount != len(cancel):  # a runner moved one since we read it: plan again
-                raise StaleJobError(cancel[0]["old_id"], {JobState.PENDING}, None)
-            c.execute(
-                sa.insert(events),
-                [
-                    {
-                        "job_id": item["old_id"],
-                        "at": now,
-                        "kind": "transition",
-                        "from_state": JobState.PENDING.value,
-                        "to_state": JobState.CANCELLED.value,
-                        "detail": {"reason": item["reason"]},
-                    }
-                    for item in cancel
-                ],
-            )
 
     # -- queries ------------------------------------------------------------------------
 
@@ -624,162 +456,6 @@ class Store(Leases):
         return to_job(row)
 
 
-    # -- reporting (status, cancel, retry, export) ------------------------------------------
-
-    def campaign_stats(self, campaign_id: int, *, since: datetime) -> CampaignStats:
-        """Counts, money and timing of the campaign's active jobs; ``since`` starts the recent window."""
-        active = (jobs.c.campaign_id == campaign_id, self._active)
-        done = jobs.c.state == JobState.DONE.value
-        working = [s.value for s in (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)]
-        in_flight_since = sa.func.coalesce(jobs.c.submitted_at, jobs.c.updated_at)
-        counts = self.count_by_state(campaign_id)
-        spent = self.committed_cost(campaign_id)
-        with self._read() as c:
-            remaining, done_recent, first, last = c.execute(
-                sa.select(
-                    sa.func.coalesce(
-                        sa.func.sum(sa.case((jobs.c.state == JobState.PENDING.value, jobs.c.estimated_cost))), 0.0
-                    ),
-                    sa.func.count().filter(done, jobs.c.finished_at >= sa.literal(since, UTCDateTime())),
-                    sa.func.min(jobs.c.submitted_at),
-                    sa.func.max(jobs.c.finished_at).filter(done),
-                ).where(*active)
-            ).one()
-            oldest = c.execute(
-                sa.select(jobs.c.key, jobs.c.state, in_flight_since.label("since"))
-                .where(*active, jobs.c.state.in_(working))
-                .order_by(in_flight_since, jobs.c.id)
-                .limit(1)
-            ).first()
-        # aggregates bypass the column type: normalise them like every other datetime
-        to_dt = UTCDateTime().process_result_value
-        return CampaignStats(
-            counts=counts,
-            spent=spent,
-            remaining=float(remaining),
-            done_recent=int(done_recent),
-            since=since,
-            first_submitted_at=to_dt(first, None),
-            last_finished_at=to_dt(last, None),
-            oldest_in_flight=None if oldest is None else InFlight(oldest.key, JobState(oldest.state), oldest.since),
-        )
-
-    def error_groups(self, campaign_id: int, *, limit: int = 10, examples: int = 3) -> list[ErrorGroup]:
-        """Failed active jobs grouped by error message, most frequent first, with a few keys each."""
-        failed = (jobs.c.campaign_id == campaign_id, self._active, jobs.c.state == JobState.FAILED.value)
-        count = sa.func.count().label("n")
-        newest = sa.func.max(jobs.c.finished_at).label("newest")
-        to_dt = UTCDateTime().process_result_value
-        groups: list[ErrorGroup] = []
-        with self._read() as c:
-            rows = c.execute(
-                sa.select(jobs.c.error, count, newest)
-                .where(*failed)
-                .group_by(jobs.c.error)
-                .order_by(count.desc(), newest.desc())
-                .limit(limit)
-            ).all()
-            for error, n, last in rows:
-                match = jobs.c.error.is_(None) if error is None else jobs.c.error == error
-                keys = c.execute(
-                    sa.select(jobs.c.key).where(*failed, match).order_by(jobs.c.id).limit(examples)
-                ).scalars()
-                groups.append(ErrorGroup(error or "(no message)", int(n), tuple(keys), to_dt(last, None)))
-        return groups
-
-    def iter_jobs(
-        self,
-        campaign_id: int,
-        *,
-        include_superseded: bool = False,
-        states: Iterable[JobState] | None = None,
-        page: int = 1000,
-    ) -> Iterator[Job]:
-        """Every job of the campaign (in ``states``, when given) in id order, ``page`` rows per
-        short transaction.
-
-        Memory stays flat however many jobs there are; jobs changed while iterating are seen as
-        they are when their page is read.
-        """
-        wanted = None if states is None else [JobState(state).value for state in states]
-        after = 0
-        while True:
-            with self._read() as c:
-                # SQLite without statistics would take the (campaign_id, state) index and sort the
-                # whole campaign for every page; `+ 0` leaves it the id range of the primary key
-                campaign = jobs.c.campaign_id + 0 if c.dialect.name == "sqlite" else jobs.c.campaign_id
-                query = sa.select(jobs).where(campaign == campaign_id, jobs.c.id > after)
-                if not include_superseded:
-                    query = query.where(self._active)
-                if wanted is not None:
-                    query = query.where(jobs.c.state.in_(wanted))
-                batch = [to_job(r) for r in c.execute(query.order_by(jobs.c.id).limit(page))]
-            yield from batch
-            if len(batch) < page:
-                return
-            after = batch[-1].id
-
-    def superseded_ids(self, campaign_id: int) -> set[int]:
-        """Ids of the campaign's superseded revisions (rows kept when a job was edited)."""
-        with self._read() as c:
-            return set(
-                c.execute(
-                    sa.select(jobs.c.id).where(jobs.c.campaign_id == campaign_id, jobs.c.superseded_at.is_not(None))
-                ).scalars()
-            )
-
-    def jobs_by_keys(self, campaign_id: int, keys: Iterable[str]) -> dict[str, Job]:
-        """The active revision of each of ``keys`` that exists (unknown keys are simply absent)."""
-        found: dict[str, Job] = {}
-        wanted = iter(dict.fromkeys(keys))
-        with self._read() as c:
-            while chunk := list(islice(wanted, 500)):
-                rows = c.execute(
-                    sa.select(jobs).where(jobs.c.campaign_id == campaign_id, self._active, jobs.c.key.in_(chunk))
-                )
-                for row in rows:
-                    job = to_job(row)
-                    found[job.key] = job
-        return found
-
-    def cancel_pending(self, job_ids: Sequence[int], reason: str, *, page: int = 500) -> set[int]:
-        """pending -> cancelled for many jobs (what ``mark_cancelled`` does to one), one UPDATE and
-        one events INSERT per ``page`` ids. Returns the ids cancelled; the others were no longer
-        pending (a runner took them meanwhile) and are left as they are."""
-        assert can_transition(JobState.PENDING, JobState.CANCELLED)
-        cancelled: set[int] = set()
-        for start in range(0, len(job_ids), page):
-            chunk = list(job_ids[start : start + page])
-            now = self._now()
-            with self._write() as c:
-                moved = c.execute(
-                    sa.update(jobs)
-                    .where(jobs.c.id.in_(chunk), jobs.c.state == JobState.PENDING.value)
-                    .values(state=JobState.CANCELLED.value, error=reason, finished_at=now, updated_at=now)
-                    .returning(jobs.c.id)
-                ).scalars().all()
-                if moved:
-                    c.execute(
-                        sa.insert(events).values(
-                            at=now,
-                            kind="transition",
-                            from_state=JobState.PENDING.value,
-                            to_state=JobState.CANCELLED.value,
-                            detail={"reason": reason},
-                        ),
-                        [{"job_id": job_id} for job_id in moved],
-                    )
-            cancelled.update(moved)
-        return cancelled
-
-    def job_keys(self, campaign_id: int) -> list[str]:
-        """Every active key of the campaign, in id order (for suggestions on a mistyped key)."""
-        with self._read() as c:
-            return list(
-                c.execute(
-                    sa.select(jobs.c.key).where(jobs.c.campaign_id == campaign_id, self._active).order_by(jobs.c.id)
-                ).scalars()
-            )
 
 
 _INSERT_EVENT = sa.insert(events)
@@ -832,45 +508,3 @@ def _guarded_update(values: Mapping[str, Any], now: datetime) -> tuple[Any, dict
 
 def _at_now(now: datetime) -> datetime:
     return now
-
-
-#: placeholders of the drivers whose executemany the plan's insert calls directly
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-
-
-def _insert_new_jobs(
-    c: Connection, campaign_id: int, new_rows: Sequence[Mapping[str, Any]], now: datetime
-) -> list[tuple[int, str]]:
-    """Insert one page of planned jobs; returns each new row's (id, key).
-
-    One driver-level ``executemany``: every value still goes through its column's own bind
-    processor (the stored text is exactly what SQLAlchemy writes: canonical JSON, its datetime
-    format), but not through SQLAlchemy's per-row statement machinery, which was 75 of the
-    110 us per row on a slow core (benchmark d.). The ids are read back by key and revision.
-    A driver with another placeholder style takes the portable ``INSERT ... RETURNING``.
-    """
-    shared = {"campaign_id": campaign_id, "state": JobState.PENDING.value, "attempts": 0, "result_urls": [],
-              "created_at": now, "updated_at": now}
-    placeholder = _PLACEHOLDERS.get(c.dialect.paramstyle)
-    if placeholder is None:  # pragma: no cover - SQLite and psycopg both have one above
-        statement = sa.insert(jobs).values(**shared).returning(jobs.c.id, jobs.c.key)
-        return [(job_id, key) for job_id, key in c.execute(statement, list(new_rows))]
-    def processor(name: str) -> Callable[[Any], Any]:
-        return jobs.c[name].type.bind_processor(c.dialect) or (lambda value: value)
-
-    names = list(new_rows[0])
-    processors = [processor(name) for name in names]
-    tail = tuple(processor(name)(value) for name, value in shared.items())
-    params = [tuple(process(row[name]) for name, process in zip(names, processors, strict=True)) + tail
-              for row in new_rows]
-    quote = c.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(name) for name in [*names, *shared])
-    values = ", ".join([placeholder] * (len(names) + len(shared)))
-    c.exec_driver_sql(f"INSERT INTO {quote(jobs.name)} ({columns}) VALUES ({values})", params)
-    revision = {row["key"]: row["revision"] for row in new_rows}
-    found = c.execute(
-        sa.select(jobs.c.id, jobs.c.key, jobs.c.revision).where(
-            jobs.c.campaign_id == campaign_id, jobs.c.key.in_(list(revision))
-        )
-    )
-    return [(job_id, key) for job_id, key, rev in found if revision[key] == rev]
