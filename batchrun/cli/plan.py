@@ -97,6 +97,8 @@ def plan_json(report: planning.PlanReport) -> dict[str, Any]:
             "unchanged": counts.unchanged,
             "changed": counts.changed,
             "done": counts.done,
+            "removed": counts.removed,
+            "unlisted_kept": counts.orphaned,
         },
         "models": [
             {"model": m.model, "jobs": m.jobs, "seconds": m.seconds, "usd": _cents(m.usd)}
@@ -135,6 +137,9 @@ def show_plan(report: planning.PlanReport) -> None:
         f"Jobs      {report.estimate.jobs}: {counts.new} new, {counts.unchanged} unchanged "
         f"({counts.done} already done), {counts.changed} changed"
     )
+    if counts.removed or counts.orphaned:
+        out.print(f"Dropped   {counts.removed + counts.orphaned} job(s) no longer in the manifest: {counts.removed} pending "
+                  f"cancelled (never submitted), {counts.orphaned} in flight or done kept")
     models = Table(title=None, show_edge=False, pad_edge=False)
     for column, justify in (("model", "left"), ("jobs", "right"), ("video seconds", "right"), ("estimated USD", "right")):
         models.add_column(column, justify=justify)  # type: ignore[arg-type]

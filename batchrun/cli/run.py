@@ -145,7 +145,8 @@ def run(
             counts = report.counts
             click.echo(
                 f"campaign {campaign.name}: {report.estimate.jobs} jobs ({counts.new} new, {counts.done} done, "
-                f"{counts.changed} changed), estimate {usd(report.estimate.usd)}"
+                f"{counts.changed} changed{f', {counts.removed} dropped from the manifest' if counts.removed else ''}), "
+                f"estimate {usd(report.estimate.usd)}"
                 f"{f' (budget {usd(options.budget)})' if options.budget is not None else ''}; "
                 f"{'simulator ' if simulate else ''}{api_url}"
             )

@@ -44,7 +44,7 @@ class PlanWriter:
         tally = Tally(len(active))
         for spec in specs:
             tally.count(spec, active.get(spec.key))
-        return tally.result()
+        return tally.result(removed=len(_removable(tally.unlisted(active))))
 
     def apply_plan(
         self,
@@ -57,6 +57,9 @@ class PlanWriter:
 
         A changed job keeps its old row (``superseded_at`` set); a pending old row is cancelled,
         an in-flight or done one keeps its state so what was paid for is still finished and kept.
+        A pending job the manifest no longer lists is cancelled and retired the same way (it
+        would otherwise be submitted and paid for); if its key comes back, it comes back as a
+        new revision. In-flight and done jobs the manifest no longer lists are left as they are.
         """
         now = self._now()
         with self._write() as c:
@@ -64,6 +67,7 @@ class PlanWriter:
             # BEGIN IMMEDIATE already serialises), so the second finds the first one's rows
             c.execute(sa.select(campaigns.c.id).where(campaigns.c.id == campaign_id).with_for_update())
             active = self._load_active(c, campaign_id)
+            retired = self._last_retired_revisions(c, campaign_id)
             tally = Tally(len(active))
             iterator = iter(specs)
             while page := list(islice(iterator, PAGE)):
@@ -75,7 +79,7 @@ class PlanWriter:
                     kind = tally.count(spec, old)
                     if kind == "unchanged":
                         continue
-                    revision = 1
+                    revision = retired.get(spec.key, 0) + 1
                     if kind == "changed":
                         assert old is not None
                         revision = old.revision + 1
@@ -87,7 +91,19 @@ class PlanWriter:
                 if new_rows:
                     inserted = _insert_new_jobs(c, campaign_id, new_rows, now)
                     self._insert_planned_events(c, inserted, supersedes, now)
-        return tally.result()
+            removed = _removable(tally.unlisted(active))
+            self._retire_pending(c, [(row.id, "removed from the manifest") for row in removed], now)
+        return tally.result(removed=len(removed))
+
+    @staticmethod
+    def _last_retired_revisions(c: Connection, campaign_id: int) -> dict[str, int]:
+        """The last revision of each key that has no active row (every revision of it retired)."""
+        rows = c.execute(
+            sa.select(jobs.c.key, sa.func.max(jobs.c.revision))
+            .where(jobs.c.campaign_id == campaign_id, jobs.c.superseded_at.is_not(None))
+            .group_by(jobs.c.key)
+        )
+        return {key: int(revision) for key, revision in rows}
 
     @staticmethod
     def _insert_planned_events(
@@ -120,11 +136,7 @@ class PlanWriter:
         """Mark old revisions superseded (one executemany); pending ones are cancelled too."""
         bind = sa.bindparam
         keep = [(old.id, revision) for old, revision in rows if old.state is not JobState.PENDING]
-        cancel = [
-            {"old_id": old.id, "reason": f"superseded by revision {revision}"}
-            for old, revision in rows
-            if old.state is JobState.PENDING
-        ]
+        cancel = [(old.id, f"superseded by revision {revision}") for old, revision in rows if old.state is JobState.PENDING]
         if keep:  # in flight or finished: it keeps its state, so what was paid for is still collected
             c.execute(
                 sa.update(jobs).where(jobs.c.id == bind("old_id")).values(superseded_at=now, updated_at=now),
@@ -134,35 +146,42 @@ class PlanWriter:
                 sa.insert(events).values(at=now, kind="superseded", from_state=None, to_state=None),
                 [{"job_id": old_id, "detail": {"by_revision": revision}} for old_id, revision in keep],
             )
-        if cancel:
-            result = c.execute(
-                sa.update(jobs)
-                .where(jobs.c.id == bind("old_id"), jobs.c.state == JobState.PENDING.value)
-                .values(
-                    superseded_at=now,
-                    updated_at=now,
-                    finished_at=now,
-                    state=JobState.CANCELLED.value,
-                    error=bind("reason", type_=sa.Text()),
-                ),
-                cancel,
-            )
-            if result.rowcount != len(cancel):  # a runner moved one since we read it: plan again
-                raise StaleJobError(cancel[0]["old_id"], {JobState.PENDING}, None)
-            c.execute(
-                sa.insert(events),
-                [
-                    {
-                        "job_id": item["old_id"],
-                        "at": now,
-                        "kind": "transition",
-                        "from_state": JobState.PENDING.value,
-                        "to_state": JobState.CANCELLED.value,
-                        "detail": {"reason": item["reason"]},
-                    }
-                    for item in cancel
-                ],
-            )
+        self._retire_pending(c, cancel, now)
+
+    @staticmethod
+    def _retire_pending(c: Connection, cancel: Sequence[tuple[int, str]], now: datetime) -> None:
+        """pending -> cancelled and superseded (one executemany), each with its reason."""
+        if not cancel:
+            return
+        bind = sa.bindparam
+        result = c.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == bind("old_id"), jobs.c.state == JobState.PENDING.value)
+            .values(
+                superseded_at=now,
+                updated_at=now,
+                finished_at=now,
+                state=JobState.CANCELLED.value,
+                error=bind("reason", type_=sa.Text()),
+            ),
+            [{"old_id": old_id, "reason": reason} for old_id, reason in cancel],
+        )
+        if result.rowcount != len(cancel):  # a runner moved one since we read it: plan again
+            raise StaleJobError(cancel[0][0], {JobState.PENDING}, None)
+        c.execute(
+            sa.insert(events),
+            [
+                {
+                    "job_id": old_id,
+                    "at": now,
+                    "kind": "transition",
+                    "from_state": JobState.PENDING.value,
+                    "to_state": JobState.CANCELLED.value,
+                    "detail": {"reason": reason},
+                }
+                for old_id, reason in cancel
+            ],
+        )
 
 
 #: placeholders of the drivers whose executemany the plan's insert calls directly
@@ -205,3 +224,8 @@ def _insert_new_jobs(
         )
     )
     return [(job_id, key) for job_id, key, rev in found if revision[key] == rev]
+
+
+def _removable(rows: Iterable[Active]) -> list[Active]:
+    """Of the rows the manifest no longer lists, those never sent: they are cancelled, not submitted."""
+    return [row for row in rows if row.state is JobState.PENDING]

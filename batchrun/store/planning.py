@@ -6,6 +6,7 @@ Pure (no SQL): the ``Store`` feeds it rows and writes what it decides.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from batchrun.domain import JobSpec
@@ -26,7 +27,8 @@ class PlanCounts:
     changed: int = 0  #: different fingerprint or output name: a new revision was inserted
     done: int = 0  #: unchanged and already done
     total: int = 0  #: specs in the manifest
-    orphaned: int = 0  #: active keys in the database that the manifest no longer lists (left alone)
+    orphaned: int = 0  #: active keys the manifest no longer lists, in flight or finished (left alone)
+    removed: int = 0  #: pending keys the manifest no longer lists: cancelled, never submitted
     superseded_keys: tuple[str, ...] = field(default=())  #: a sample (up to 20) of changed keys
 
 
@@ -82,13 +84,18 @@ class Tally:
             self.sample.append(spec.key)
         return "changed"
 
-    def result(self) -> PlanCounts:
+    def unlisted(self, active: Mapping[str, Active]) -> list[Active]:
+        """The active rows whose key the manifest no longer lists (call after counting every spec)."""
+        return [row for key, row in active.items() if key not in self.seen]
+
+    def result(self, removed: int = 0) -> PlanCounts:
         return PlanCounts(
             new=self.new,
             unchanged=self.unchanged,
             changed=self.changed,
             done=self.done,
             total=len(self.seen),
-            orphaned=self.existing - self.matched,
+            orphaned=self.existing - self.matched - removed,
+            removed=removed,
             superseded_keys=tuple(self.sample),
         )

@@ -67,6 +67,22 @@ def test_json_summary_is_machine_readable(isolated_env):
     assert data["counts"]["done"] == 2 and data["exit_code"] == 0
 
 
+def test_jobs_dropped_from_the_manifest_are_not_submitted(isolated_env):
+    """Plan 4 jobs, drop 2 from the manifest, run: only the 2 still listed are made and paid for."""
+    path = manifest(isolated_env, 4)
+    assert batchrun("plan", str(path)).returncode == 0
+    text = path.read_text()
+    kept = text.split("  - id: clip002")[0]
+    path.write_text(kept)
+    plan = json.loads(batchrun("plan", str(path), "--json").stdout)
+    assert plan["counts"]["removed"] == 2 and plan["jobs"] == 2
+    result = batchrun("run", str(path), "--simulate", "--sim-latency", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["submitted"] == 2 and data["counts"]["done"] == 2
+    assert sorted(v.name for v in (isolated_env / "videos").glob("*.mp4")) == ["clip000.mp4", "clip001.mp4"]
+
+
 def test_missing_token_is_one_line_and_exit_2_before_anything_happens(isolated_env):
     """Without RUNCOMFY_API_TOKEN (and no --simulate) the run refuses at once, writing nothing."""
     path = manifest(isolated_env, 2)

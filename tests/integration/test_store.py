@@ -237,13 +237,34 @@ def test_in_flight_old_revision_stays_in_flight(any_store: Store, campaign_id: i
     assert any_store.jobs_in_states(campaign_id, [JobState.QUEUED], include_superseded=False) == []
 
 
-def test_orphaned_jobs_are_left_alone(any_store: Store, campaign_id: int, make_spec: Spec) -> None:
-    """Jobs dropped from the manifest are reported as orphaned and not touched."""
-    any_store.apply_plan(campaign_id, [make_spec("a"), make_spec("b")])
+def test_jobs_dropped_from_the_manifest_are_never_submitted(any_store: Store, campaign_id: int, make_spec: Spec) -> None:
+    """A dropped pending job is cancelled and retired (nothing claims it); a dropped done job is kept."""
+    any_store.apply_plan(campaign_id, [make_spec("a"), make_spec("b"), make_spec("c")])
+    _finish(any_store, any_store.get_job_by_key(campaign_id, "c").id)
+    dropped = any_store.get_job_by_key(campaign_id, "b")
+    assert any_store.preview_plan(campaign_id, [make_spec("a")]).removed == 1
     counts = any_store.apply_plan(campaign_id, [make_spec("a")])
-    assert counts.orphaned == 1
-    job = any_store.get_job_by_key(campaign_id, "b")
-    assert job is not None and job.state is JobState.PENDING
+    assert (counts.removed, counts.orphaned) == (1, 1)
+    assert any_store.get_job_by_key(campaign_id, "b") is None  # no active row: not counted, not claimed
+    retired = any_store.get_job(dropped.id)
+    assert retired.state is JobState.CANCELLED and retired.error == "removed from the manifest"
+    assert any_store.get_job_by_key(campaign_id, "c").state is JobState.DONE  # paid for: kept
+    claimed = any_store.claim_pending(campaign_id, "r", limit=10, cap=10, lease_seconds=30)
+    assert [job.key for job in claimed] == ["a"]
+
+
+def test_a_dropped_job_that_comes_back_is_planned_as_its_next_revision(
+    any_store: Store, campaign_id: int, make_spec: Spec
+) -> None:
+    """Listing a removed key again plans it anew (revision 2), keeping the removed row's history."""
+    any_store.apply_plan(campaign_id, [make_spec("a"), make_spec("b")])
+    first = any_store.get_job_by_key(campaign_id, "b")
+    any_store.apply_plan(campaign_id, [make_spec("a")])
+    counts = any_store.apply_plan(campaign_id, [make_spec("a"), make_spec("b")])
+    assert (counts.new, counts.unchanged) == (1, 1)
+    back = any_store.get_job_by_key(campaign_id, "b")
+    assert back.revision == 2 and back.state is JobState.PENDING and back.id != first.id
+    assert [job.revision for job in any_store.job_revisions(campaign_id, "b")] == [1, 2]
 
 
 def test_apply_plan_is_all_or_nothing(any_store: Store, campaign_id: int, make_spec: Spec) -> None:
@@ -284,12 +305,15 @@ _plans = st.lists(
 def test_any_sequence_of_plans_keeps_one_active_row_per_key(
     store: Store, make_spec: Spec, plans: list[dict[str, str]], finish: set[str]
 ) -> None:
-    """Whatever sequence of manifests is planned, each key has exactly one active row, matching
-    the last plan that listed it, and no row is ever lost."""
+    """Whatever sequence of manifests is planned, each key listed (or dropped after it was sent)
+    has exactly one active row, matching the last plan that listed it, and no row is ever lost."""
     cid = store.ensure_campaign(f"c{len(store.list_campaigns())}", manifest_path="m", output_dir="o", settings={}).id
     seen_rows: set[int] = set()
-    latest: dict[str, str] = {}
+    latest: dict[str, str] = {}  # key -> prompt of the last plan listing it, for keys with an active row
     for plan in plans:
+        for key in [k for k in latest if k not in plan]:  # dropped: kept only if no longer pending
+            if store.get_job_by_key(cid, key).state is JobState.PENDING:
+                del latest[key]
         store.apply_plan(cid, [make_spec(k, p) for k, p in sorted(plan.items())])
         latest.update(plan)
         for key in sorted(finish & set(plan)):  # some jobs get done between plans

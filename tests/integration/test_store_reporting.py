@@ -71,7 +71,7 @@ def test_error_groups_count_failed_jobs_by_message(any_store: Store, make_spec: 
 def test_iter_jobs_pages_through_every_active_job_in_id_order(any_store: Store, make_spec: Spec) -> None:
     """Export reads jobs page by page; superseded revisions only when asked."""
     cid = planned(any_store, make_spec, [f"j{i:02d}-t1" for i in range(25)])
-    any_store.apply_plan(cid, [make_spec("j00-t1", "changed prompt")])
+    any_store.apply_plan(cid, [make_spec("j00-t1", "changed prompt")] + [make_spec(f"j{i:02d}-t1") for i in range(1, 25)])
     active = list(any_store.iter_jobs(cid, page=4))
     assert len(active) == 25 and [j.id for j in active] == sorted(j.id for j in active)
     everything = list(any_store.iter_jobs(cid, include_superseded=True, page=7))
