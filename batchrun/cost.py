@@ -14,8 +14,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from batchrun.catalog import TIERS, lookup, suggest
 from batchrun.errors import ConfigError
 
@@ -65,6 +63,10 @@ class PriceTable:
 
     def __repr__(self) -> str:
         return f"PriceTable({self.to_dict()!r})"
+
+    def overridden_models(self) -> frozenset[str]:
+        """The full model ids given their own price (by a manifest or a price file)."""
+        return frozenset(key for key in self._overridden if "/" in key)
 
     def _current(self, key: str) -> Price | None:
         return self._models.get(key) if "/" in key else self._tiers.get(key)
@@ -168,11 +170,19 @@ def load_price_file(path: Path) -> PriceTable:
         raise ConfigError(f"{path}: cannot read the price file ({error.strerror or error})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: the price file is not UTF-8 text") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"{path}: cannot parse the price file: {detail}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"{path}: cannot parse the price file: {str(error).splitlines()[0]}") from None
+    else:  # read like a manifest: YAML 1.2 numbers (`010` is 10, `1e-1` is 0.1), duplicate keys refused
+        from batchrun.manifest import yamlnodes  # the manifest package needs this module first
+
+        document = yamlnodes.parse(text, str(path))
+        if document.problems:
+            first = document.problems[0]
+            raise ConfigError(f"{first.location}: cannot parse the price file: {first.message}")
+        data = document.value
     if data is None:
         data = {}
     if isinstance(data, Mapping) and set(data) == {"prices"}:

@@ -6,6 +6,7 @@ default. click handles the first two; the manifest layer is applied by the comma
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +14,20 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FiniteRange(click.FloatRange):
+    """A number in a range that is never NaN or infinite (``FloatRange`` lets NaN through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: USD amounts (budgets)
+USD = FiniteRange(min=0)
 
 
 def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchrun import planning
-from batchrun.cli.options import db_option, json_option, loading_options, manifest_argument
+from batchrun.cli.options import USD, db_option, json_option, loading_options, manifest_argument
 from batchrun.cli.render import console, print_json, short, usd
 from batchrun.manifest import Campaign
 from batchrun.store import Store, open_store, resolve_db_url
@@ -52,7 +52,7 @@ def validate(
 @manifest_argument
 @db_option
 @loading_options
-@click.option("--budget", type=click.FloatRange(min=0), envvar="BATCHRUN_BUDGET", show_envvar=True,
+@click.option("--budget", type=USD, envvar="BATCHRUN_BUDGET", show_envvar=True,
               help="Spending cap in USD to compare the estimate with (default: the manifest's `budget`).")
 @click.option("--show", "sample", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many jobs to list.")

@@ -17,7 +17,7 @@ import click
 from batchrun import planning, protocol
 from batchrun.api import RunComfyClient
 from batchrun.api.client import api_lanes, checked_base_url
-from batchrun.cli.options import db_option, json_option, loading_options, manifest_argument
+from batchrun.cli.options import USD, FiniteRange, db_option, json_option, loading_options, manifest_argument
 from batchrun.cli.plan import opened_store
 from batchrun.cli.progress import LiveProgress, LogProgress
 from batchrun.cli.render import console, print_json, usd
@@ -36,25 +36,25 @@ SIM_TOKEN = "sim-token"
 @loading_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), envvar="BATCHRUN_OUT",
               show_envvar=True, help="Output folder (default: the manifest's `output.dir`).")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("-c", "--concurrency", type=click.IntRange(1, 10_000), default=10, show_default=True,
               envvar="BATCHRUN_CONCURRENCY", show_envvar=True,
               help="Most jobs submitted and unfinished at RunComfy at any moment, for the whole campaign "
               "(all runners together when several share a PostgreSQL database).")
-@click.option("--local-concurrency", type=click.IntRange(min=1), default=None, envvar="BATCHRUN_LOCAL_CONCURRENCY",
+@click.option("--local-concurrency", type=click.IntRange(1, 10_000), default=None, envvar="BATCHRUN_LOCAL_CONCURRENCY",
               show_envvar=True, help="This runner's own share of --concurrency (default: all of it).")
-@click.option("--lease", "lease_seconds", type=click.FloatRange(min=0.5), default=60.0, show_default=True,
+@click.option("--lease", "lease_seconds", type=FiniteRange(0.5, 86_400), default=60.0, show_default=True,
               envvar="BATCHRUN_LEASE", show_envvar=True,
               help="Seconds without a heartbeat after which other runners take this runner's jobs over.")
-@click.option("--poll-lateness", type=click.FloatRange(0.005, 1.0), default=0.03, show_default=True,
+@click.option("--poll-lateness", type=FiniteRange(0.005, 1.0), default=0.03, show_default=True,
               envvar="BATCHRUN_POLL_LATENESS", show_envvar=True,
               help="How late a finished job may be noticed, as a fraction of the jobs' learned mean duration: "
               "lower finishes sooner with more status requests, higher spends fewer requests (see README, "
               "Performance).")
-@click.option("--submit-parallelism", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--submit-parallelism", type=click.IntRange(1, 64), default=4, show_default=True,
               envvar="BATCHRUN_SUBMIT_PARALLELISM", show_envvar=True,
               help="Most submit requests in flight at once; a crash can leave at most this many jobs in doubt "
               "(see --on-unknown-submit).")
-@click.option("--downloads", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--downloads", type=click.IntRange(1, 64), default=4, show_default=True,
               envvar="BATCHRUN_DOWNLOADS", show_envvar=True, help="Most simultaneous downloads.")
 @click.option("--base-url", envvar=protocol.BASE_URL_ENV, show_envvar=True, default=protocol.DEFAULT_BASE_URL,
               show_default=True, help="RunComfy API base URL. The token is read from RUNCOMFY_API_TOKEN.")
@@ -63,17 +63,17 @@ SIM_TOKEN = "sim-token"
               show_envvar=True,
               help="Jobs whose submit answer was lost (RunComfy may have created and billed them): "
               "hold them in `submitting`, resubmit them (may pay twice) or fail them.")
-@click.option("--budget", type=click.FloatRange(min=0), envvar="BATCHRUN_BUDGET", show_envvar=True,
+@click.option("--budget", type=USD, envvar="BATCHRUN_BUDGET", show_envvar=True,
               help="USD cap on the estimated cost of everything submitted (default: the manifest's `budget`); "
               "jobs beyond it stay pending.")
-@click.option("--max-file-size", type=click.IntRange(min=1), default=2048, show_default=True,
+@click.option("--max-file-size", type=click.IntRange(1, 1_000_000), default=2048, show_default=True,
               envvar="BATCHRUN_MAX_FILE_MB", show_envvar=True, help="Refuse result files larger than this many MB.")
 @click.option("--no-verify", is_flag=True, help="Do not re-hash the files of done jobs at start-up.")
 @click.option("--simulate", is_flag=True,
               help="Run against the embedded RunComfy simulator on 127.0.0.1 (no account, no network).")
 @click.option("--sim-latency", default="uniform:0.3-1.2", show_default=True,
               help="With --simulate: generation latency (e.g. 0.5, uniform:0.2-1, lognormal:2,0.6).")
-@click.option("--sim-failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--sim-failure-rate", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="With --simulate: fraction of generations that fail.")
 @click.option("--sim-faults", default="", help="With --simulate: faults, e.g. server_error=0.1,rate_limit=0.05.")
 @json_option

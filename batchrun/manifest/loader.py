@@ -7,7 +7,9 @@ raises a single ManifestError at the end. Only this module reads files (the mani
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -133,11 +135,9 @@ class Loader:
     # -- the manifest ---------------------------------------------------------------------------
 
     def load(self, prices: PriceTable | None) -> Campaign:
-        try:
-            data = self.path.read_bytes()
-        except OSError as error:
-            raise ManifestError([Problem(Location(self.display), "",
-                                         f"cannot read the manifest: {error.strerror or error}")]) from None
+        data, why = read_input_file(self.path)
+        if data is None:
+            raise ManifestError([Problem(Location(self.display), "", f"cannot read the manifest: {why}")])
         text, bad = _decode(data, self.display)
         if bad is not None or text is None:
             raise ManifestError([bad] if bad else [])
@@ -189,7 +189,7 @@ class Loader:
                         sources.append(source)
         if "csv" in top:
             csv_name = top["csv"]
-            if not isinstance(csv_name, str) or not csv_name.strip():
+            if not isinstance(csv_name, str) or not csv_name.strip() or "\0" in csv_name:
                 self.problem(self.at(("csv",)), "csv", "must be the path of a CSV file, relative to the manifest")
             else:
                 csv_path = self.path.parent / csv_name
@@ -230,6 +230,8 @@ class Loader:
                     self.problem(self.at(("matrix", key), key=True), f"matrix.{key}",
                                  f"`{key}` is not a field of {', '.join(models)} and no prompt, id or filename "
                                  f"uses `{{{key}}}`{extra}")
+        self.check_matrix_fields_apply(matrix, field_keys, sources)
+        self.check_priced_models(table, sources)
         size = matrix.size
         total = sum(s.takes for s in sources) * size
         if total > self.max_jobs:
@@ -247,6 +249,35 @@ class Loader:
         self.doc = None  # the nodes are only needed for locating problems
         return Campaign(name=name, manifest_path=Path(os.path.abspath(self.path)), output_dir=output_dir,
                         budget=budget, prices=table, job_count=total, _plan=plan)
+
+    def check_matrix_fields_apply(self, matrix: Matrix, field_keys: set[str], sources: list[Source]) -> None:
+        """A matrix key that sets a field of some jobs' model but not of this job's (and that no
+        template uses) would be dropped for it: its values would make identical, paid-for jobs."""
+        for key in matrix.keys:
+            if key not in field_keys or key in self.used or len(matrix.values[matrix.keys.index(key)]) < 2:
+                continue
+            for source in sources:
+                if source.info is not None and key not in source.info.properties:
+                    self.problem(source.location, f"matrix.{key}",
+                                 f"`{key}` is not a field of {source.model}, so its "
+                                 f"{len(matrix.values[matrix.keys.index(key)])} values would make identical jobs; "
+                                 f"give this job its own manifest or a model that has `{key}`")
+
+    def check_priced_models(self, table: PriceTable, sources: list[Source]) -> None:
+        """A price for a model id that is neither in the catalog nor used by a job is a typo: it would
+        be ignored, and the estimate and the budget would use the tier's price instead."""
+        used = {s.model for s in sources}
+        written = self.doc.value.get("prices") if self.doc is not None and isinstance(self.doc.value, dict) else None
+        for key in sorted(table.overridden_models()):
+            if key in used or lookup(key) is not None:
+                continue
+            hint = suggest(key, [*MODELS, *used])
+            extra = f"; did you mean `{hint}`?" if hint else ""
+            if isinstance(written, dict) and key in written:
+                where = self.at(("prices", key), key=True)
+            else:
+                where = Location("--prices", None, None)
+            self.problem(where, f"prices.{key}", f"no job uses the model `{key}` and it is not a known model id{extra}")
 
     # -- top-level values -------------------------------------------------------------------------
 
@@ -269,7 +300,7 @@ class Loader:
         value = top.get("budget")
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             self.problem(self.at(("budget",)), "budget", f"must be a number of USD >= 0 (got {value!r})")
             return None
         return float(value)
@@ -356,7 +387,7 @@ class Loader:
                 self.problem(self.at(("output", key), key=True), f"output.{key}", f"unknown key `{key}`{extra}")
         if "dir" in value:
             raw = value["dir"]
-            if not isinstance(raw, str) or not raw.strip():
+            if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
                 self.problem(self.at(("output", "dir")), "output.dir", "must be a directory path")
             else:
                 directory = Path(os.path.abspath(self.path.parent / os.path.expanduser(raw)))
@@ -428,10 +459,9 @@ class Loader:
 
     def csv_sources(self, csv_path: Path, display: str, where: Location, default_takes: int,
                     default_model: str | None, model_location: Location | None) -> list[Source]:
-        try:
-            data = csv_path.read_bytes()
-        except OSError as error:
-            self.problem(where, "csv", f"cannot read the CSV file `{display}`: {error.strerror or error}")
+        data, why = read_input_file(csv_path)
+        if data is None:
+            self.problem(where, "csv", f"cannot read the CSV file `{display}`: {why}")
             return []
         text, bad = _decode(data, display)
         if bad is not None or text is None:
@@ -506,6 +536,27 @@ class Loader:
         sources = self.csv_sources(self.path, self.display, Location(self.display, 1, 1), 1, self.flag_model, None)
         directory = Path(os.path.abspath(self.path.parent / f"{name}-output"))
         return self.finish(name, Matrix(), {}, sources, directory, None, None, None, table)
+
+
+#: the largest manifest or CSV file read (a CSV of a million jobs is a few hundred MB)
+MAX_INPUT_BYTES = 1 << 30
+
+
+def read_input_file(path: Path) -> tuple[bytes | None, str]:
+    """A manifest or CSV file's bytes, or None and why not: only regular files of a sane size are
+    read (``/dev/zero`` would fill memory, a FIFO would wait forever)."""
+    try:
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return None, "not a regular file"
+            if info.st_size > MAX_INPUT_BYTES:
+                return None, f"larger than {MAX_INPUT_BYTES >> 20:,} MB"
+            return handle.read(MAX_INPUT_BYTES + 1), ""
+    except OSError as error:
+        return None, error.strerror or str(error)
+    except ValueError:  # an embedded NUL character in the path
+        return None, "the path contains a NUL character"
 
 
 def _distinct_slugs(texts: list[str]) -> list[str]:

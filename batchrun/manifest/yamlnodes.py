@@ -3,8 +3,8 @@
 Pure. The text is composed into PyYAML nodes (which carry their marks) and converted to plain
 values by hand, so that duplicate keys become problems instead of silently winning, aliases
 cannot expand without bound (billion laughs), and tags other than the plain JSON-like ones are
-refused. Numbers follow YAML 1.2 where YAML 1.1 surprises: an unquoted ``1e-1`` is a float and
-``4:3`` stays text. ``Document.locate(path)`` walks the nodes again to find the most specific line.
+refused. Plain scalars follow the YAML 1.2 core schema where YAML 1.1 surprises: an unquoted
+``1e-1`` is a float, ``010`` is 10, and ``4:3``, ``1_0`` and ``yes``/``off`` stay text. ``Document.locate(path)`` walks the nodes again to find the most specific line.
 """
 
 from __future__ import annotations
@@ -126,15 +126,49 @@ _constructor = yaml.constructor.SafeConstructor()
 _NUMBER_TAGS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 
 
-def _scalar(node: ScalarNode) -> Any:
-    """A plain scalar's value (the constructor's function, without its per-node cache).
+#: YAML 1.2 core schema: what an unquoted scalar PyYAML (YAML 1.1) resolved as a bool, int or
+#: float must look like to be one; anything else stays the text written
+_BOOL_12 = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT_12 = re.compile(r"[-+]?[0-9]+\Z")
+_OCT_12 = re.compile(r"0o[0-7]+\Z")
+_HEX_12 = re.compile(r"0x[0-9a-fA-F]+\Z")
+_SPECIAL_FLOAT_12 = re.compile(r"[-+]?\.(?:inf|Inf|INF)\Z|\.(?:nan|NaN|NAN)\Z")
+#: digits past which a number is refused rather than converted (Python's own limit is 4,300)
+MAX_DIGITS = 100
 
-    YAML 1.1 reads an unquoted ``4:3`` or ``1:30`` as a base-60 number (243, 90); nobody writing a
-    manifest means that, so such scalars stay the text written (YAML 1.2 agrees).
+
+def _scalar(node: ScalarNode) -> Any:
+    """A plain scalar's value, by the YAML 1.2 core schema.
+
+    PyYAML resolves YAML 1.1, which surprises in a manifest: ``010`` is octal 8, ``1_0`` is 10,
+    ``yes``/``no``/``on``/``off`` are booleans (a matrix of words turns into ``true``/``false``
+    prompts), ``4:3`` is the base-60 number 243. YAML 1.2 reads ``010`` as 10 and keeps the others
+    as the text written, and so does batchrun. Numbers longer than ``MAX_DIGITS`` are text too
+    (the validator then says what it wanted), never a conversion that cannot end or overflows.
     """
-    if node.tag in _NUMBER_TAGS and ":" in node.value:
-        return node.value
-    return _constructor.yaml_constructors[node.tag](_constructor, node)
+    tag, text = node.tag, node.value
+    if not node.style and tag == "tag:yaml.org,2002:str" and len(text) <= MAX_DIGITS:
+        if _INT_12.match(text):
+            return int(text, 10)  # `09`: not octal, so text to YAML 1.1, the integer 9 to YAML 1.2
+        if _OCT_12.match(text):
+            return int(text[2:], 8)  # `0o17`: YAML 1.2's octal, text to YAML 1.1
+    if not node.style and tag in _YAML11_ONLY:  # plain: None (Python parser) or "" (libyaml)
+        if tag == "tag:yaml.org,2002:bool":
+            return _BOOL_12.get(text, text)
+        if len(text) > MAX_DIGITS:
+            return text
+        if tag == "tag:yaml.org,2002:int":
+            if _INT_12.match(text):
+                return int(text, 10)
+            if _HEX_12.match(text):
+                return int(text[2:], 16)
+            return text
+        if not (FLOAT_12.match(text) or _INT_12.match(text) or _SPECIAL_FLOAT_12.match(text)):
+            return text
+    return _constructor.yaml_constructors[tag](_constructor, node)
+
+
+_YAML11_ONLY = frozenset({"tag:yaml.org,2002:bool"}) | _NUMBER_TAGS
 
 
 def _scalar_key(node: ScalarNode) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -34,4 +35,34 @@ def test_malformed_manifest_exits_2_with_located_lines_and_writes_nothing(name, 
     assert all(LOCATED.match(line) or line.startswith(f"{path}: ") for line in lines), lines
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert not list(isolated_env.glob("*.db*"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "symlink to a device"])
+def test_a_manifest_that_is_not_a_regular_file_is_refused_at_once(kind, isolated_env):
+    """A FIFO would wait forever and /dev/zero would fill memory: both are one-line errors, exit 2."""
+    path = isolated_env / "m.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path.symlink_to("/dev/zero")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"batchrun: {path}: cannot read the manifest: not a regular file"
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--budget", "nan"), ("--budget", "inf"), ("--lease", "nan"), ("--lease", "inf"), ("--poll-lateness", "nan"),
+    ("-c", "99999999999999999999"), ("--downloads", "100000000"), ("--local-concurrency", "0"),
+])
+def test_run_flags_out_of_range_or_not_finite_are_usage_errors(flag, value, isolated_env, monkeypatch):
+    """Flags that would overflow the database or spawn millions of workers are refused before anything runs."""
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", "token")
+    path = isolated_env / "m.yaml"
+    path.write_text(f"name: m\nmodel: {T2V}\njobs:\n  - {{id: a, prompt: x}}\n")
+    result = CliRunner().invoke(cli, ["run", str(path), "--simulate", flag, value])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.stderr and "Traceback" not in result.output
     assert not list(isolated_env.glob("*.db*"))

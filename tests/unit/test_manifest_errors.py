@@ -189,11 +189,11 @@ def test_yaml_12_floats_are_numbers(tmp_path: Path, written: str, value: float) 
 
 
 def test_quoted_or_integer_scalars_keep_their_type(tmp_path: Path) -> None:
-    """Quoted `"1e-1"` stays text; `5` stays an integer; `09` and `1e` stay text, as before."""
+    """Quoted `"1e-1"` stays text; `5` stays an integer; `09` is the integer 9 (YAML 1.2); `1e` stays text."""
     from batchrun.manifest import yamlnodes
 
     doc = yamlnodes.parse('a: "1e-1"\nb: \'1e3\'\nc: 5\nd: 09\ne: 1e\nf: !!str 1e3\ng: 1E3\n', "m.yaml")
-    assert doc.value == {"a": "1e-1", "b": "1e3", "c": 5, "d": "09", "e": "1e", "f": "1e3", "g": 1000.0}
+    assert doc.value == {"a": "1e-1", "b": "1e3", "c": 5, "d": 9, "e": "1e", "f": "1e3", "g": 1000.0}
     assert type(doc.value["c"]) is int
 
 
@@ -216,3 +216,35 @@ def test_empty_id_says_it_is_empty(tmp_path: Path) -> None:
                 prompt: x
         """)
         assert lines(path) == [f"{path}:3:9: id: must not be empty"]
+
+
+@pytest.mark.parametrize(("written", "value"), [
+    ("010", 10), ("007", 7), ("0o17", 15), ("0x1A", 26), ("+5", 5), ("-0", 0),
+    ("1_0", "1_0"), ("1_000.5", "1_000.5"), ("0b101", "0b101"), ("4:3", "4:3"), ("1:30", "1:30"),
+    ("yes", "yes"), ("No", "No"), ("off", "off"), ("on", "on"), ("y", "y"),
+    ("true", True), ("False", False), ("TRUE", True), ("~", None), (".inf", float("inf")),
+    ("1" * 101, "1" * 101), ("0x" + "f" * 5000, "0x" + "f" * 5000),
+])
+def test_plain_scalars_follow_the_yaml_1_2_core_schema(written: str, value: object) -> None:
+    """YAML 1.1's surprises are gone: `010` is 10, `yes`/`off` and `1_0` stay the text written,
+    and a number too long to be meant is text (the validator then names the field), never a crash."""
+    from batchrun.manifest import yamlnodes
+
+    key = f"{written}: key\n" if len(written) < 100 else ""  # YAML keys are at most 1024 characters
+    doc = yamlnodes.parse(f"a: {written}\nb: [{written}]\n{key}", "m.yaml")
+    assert doc.problems == []
+    assert doc.value["a"] == value and doc.value["b"] == [value] and type(doc.value["a"]) is type(value)
+    if key:
+        assert doc.value[value] == "key"
+
+
+def test_a_matrix_of_words_stays_words_in_the_prompt(tmp_path) -> None:
+    """`word: [yes, off]` renders `yes` and `off`, not `true` and `false`."""
+    from batchrun.manifest.loader import load_campaign
+
+    path = tmp_path / "m.yaml"
+    path.write_text("name: w\nmodel: kling/kling-3.0/pro/text-to-video\ndefaults: {duration: 05}\n"
+                    "matrix:\n  word: [yes, off]\njobs:\n  - id: sign\n    prompt: 'a sign that says {word}'\n")
+    specs = list(load_campaign(path).jobs())
+    assert sorted(spec.input["prompt"] for spec in specs) == ["a sign that says off", "a sign that says yes"]
+    assert {spec.input["duration"] for spec in specs} == {5}
