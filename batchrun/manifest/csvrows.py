@@ -47,7 +47,10 @@ def read_table(text: str, path: str) -> Table:
     """Split CSV ``text`` into rows; every structural problem is in ``Table.problems``."""
     problems: list[Problem] = []
     table = Table(path=path, headers=[], header_columns={}, rows=[], problems=problems)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote left open or a stray quote in a quoted cell is an error, not a silent repair
+    # (an open quote used to swallow every later row into one cell)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
     try:
         header_row: list[str] | None = None
         header_line = 1
@@ -101,5 +104,15 @@ def read_table(text: str, path: str) -> Table:
                 row.cells[name] = (text_value, column)
             table.rows.append(row)
     except csv.Error as error:
-        problems.append(Problem(Location(path, reader.line_num or 1, None), "", f"CSV error: {error}"))
+        problems.append(Problem(Location(path, start, None), "", _csv_error(str(error))))
     return table
+
+
+def _csv_error(message: str) -> str:
+    """The csv module's complaint, said in terms of the file (it names the row it started on)."""
+    if "unexpected end of data" in message or "EOF" in message:
+        return ("a quoted cell on this row is never closed (the rest of the file would be read as one cell); "
+                'close it, or write a quote inside a cell as ""')
+    if "expected after" in message:
+        return 'a quote inside a quoted cell must be written twice (""), or the cell left unquoted'
+    return f"CSV error: {message}"
