@@ -339,4 +339,11 @@ def unsafe_name(name: str) -> str | None:
             return "must not end a name with a dot or space"
         if segment.split(".")[0].rstrip().upper() in RESERVED_NAMES:
             return f"uses `{segment}`, a name Windows reserves"
+    if name.casefold().endswith(RESERVED_SUFFIXES):
+        # another job's `<name>.json` sidecar or `<name>.part` download would overwrite this file
+        return "ends in `.json` or `.part`, which batchrun keeps for sidecars and partial downloads"
     return None
+
+
+#: what batchrun appends to a video's name for its own files beside it
+RESERVED_SUFFIXES = (".json", ".part")
