@@ -9,9 +9,11 @@ What is retried (per the ``RetryPolicy``, default ``RetryPolicy()``):
 
   * the connection could not be made or no pooled connection was free (``ConnectError``,
     ``ConnectTimeout``, ``PoolTimeout``): the request never left;
-  * HTTP 429 and HTTP 5xx / ``error_code`` 500001 answers. ASSUMPTION (not published): an error
-    answer means RunComfy did not create the job. It is the only reading under which a 5xx can
-    be retried at all; every other reading makes each 5xx a manual decision.
+  * HTTP 429 and HTTP 5xx / ``error_code`` 500001 answers, except 504. ASSUMPTION (not
+    published): an error answer means RunComfy did not create the job. It is the only reading
+    under which a 5xx can be retried at all; every other reading makes each 5xx a manual
+    decision. A 504 (Gateway Timeout) is the exception: a proxy gave up waiting for RunComfy,
+    which had the request and may well have created the job, so it is an answer that was lost.
 
   When the request may have been sent but no usable answer came back (read/write timeout,
   connection reset or closed mid-exchange, ``RemoteProtocolError``, a 2xx without
@@ -223,6 +225,10 @@ class RunComfyClient:
             if isinstance(problem, RequestNotFoundError) and problem.error_code is None:
                 # a bare 404 on POST /v1/models/{id}: the model, not a request, is unknown
                 problem = UnknownModelError(problem.message, status_code=404, model=model_id)
+            if response.status_code == 504:  # a proxy stopped waiting: RunComfy may have created it
+                raise SubmitOutcomeUnknown(
+                    self._safe("the submit timed out in a gateway (HTTP 504); the job may exist"), status_code=504
+                )
             if problem is not None:
                 raise problem
             try:
@@ -263,7 +269,7 @@ class RunComfyClient:
 
     def _read(self, response: httpx.Response) -> tuple[Any, Any]:
         """The decoded JSON (redacted), and the body to classify (that JSON, or redacted text)."""
-        data = redact_value(decode_body(response.content), self._token)
+        data = redact_value(decode_body(response.content, response.charset_encoding), self._token)
         if isinstance(data, Mapping | list):
             return data, data
         text = response.content.decode("utf-8", "replace")
@@ -331,9 +337,11 @@ class RunComfyClient:
 
 
 def _quote_id(request_id: str) -> str:
-    """A request id made safe as one path segment (an odd id can never reach another path)."""
+    """A request id, exactly as RunComfy gave it, made safe as one path segment (an odd id can
+    never reach another path): every reserved character is percent-encoded, and so are the dots
+    of an id that is all dots, which would otherwise be resolved away as `.` or `..`."""
     if not isinstance(request_id, str) or not request_id.strip():
         raise RequestNotFoundError("empty request id")
-    if request_id.strip() in (".", ".."):  # a dot segment would be resolved away: another path
-        raise RequestNotFoundError(f"request id {request_id.strip()!r} cannot name a request")
-    return quote(request_id.strip(), safe="")
+    if set(request_id) == {"."}:
+        return "%2E" * len(request_id)
+    return quote(request_id, safe="")

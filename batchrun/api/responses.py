@@ -181,21 +181,49 @@ def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def decode_body(body: bytes | str | Mapping[str, Any] | list[Any] | None) -> Any:
-    """The JSON value of a body, or None when it is empty or not JSON."""
+#: JSON nested deeper than this is not an answer of RunComfy's (and would exhaust the stack)
+MAX_JSON_DEPTH = 64
+
+
+def decode_body(body: bytes | str | Mapping[str, Any] | list[Any] | None, charset: str | None = None) -> Any:
+    """The JSON value of a body, or None when it is empty or not JSON.
+
+    Bytes are UTF-8 (a byte-order mark is skipped) or, failing that, the ``charset`` the answer
+    declared. A document nested deeper than ``MAX_JSON_DEPTH`` counts as not JSON.
+    """
     if body is None or isinstance(body, (Mapping, list)):
         return body
     if isinstance(body, bytes):
         try:
-            body = body.decode("utf-8")
+            body = body.decode("utf-8-sig")
         except UnicodeDecodeError:
-            return None
-    if not body.strip():
+            try:
+                body = body.decode(charset or "", "strict") if charset else None
+            except (LookupError, UnicodeDecodeError):
+                body = None
+            if body is None:
+                return None
+    body = body.removeprefix("\ufeff")
+    if not body.strip() or _nesting(body) > MAX_JSON_DEPTH:
         return None
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest in ``text`` (strings included: an upper bound, cheap to compute)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _text_excerpt(body: bytes | str | Any) -> str:
@@ -548,7 +576,7 @@ def parse_submission(data: Any) -> Submission:
     if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not str(request_id).strip():
         raise SubmitOutcomeUnknown("RunComfy's submit answer had no request_id; the job may exist")
     return Submission(
-        request_id=str(request_id).strip(),
+        request_id=str(request_id),  # exactly as given: it names the job in every later request
         status_url=_optional_str(data.get("status_url")),
         result_url=_optional_str(data.get("result_url")),
         cancel_url=_optional_str(data.get("cancel_url")),

@@ -113,6 +113,19 @@ def test_html_502_is_retried_then_succeeds() -> None:
     assert rec.slept == [1, 2]
 
 
+def test_a_gateway_timeout_on_submit_is_a_lost_answer_never_a_second_post() -> None:
+    """A 504 means a proxy stopped waiting for RunComfy, which may have created the job: no retry."""
+    rec = Recorder(httpx.Response(504, text="<html><title>504 Gateway Time-out</title></html>"), ok(request_id="r-2"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(SubmitOutcomeUnknown, match="HTTP 504"):
+                await client.submit("m", {"prompt": "x"})
+
+    run(main)
+    assert len(rec.requests) == 1 and rec.slept == []
+
+
 def test_retry_after_is_honoured_on_submit() -> None:
     """A 429 with Retry-After waits exactly that long, then submits once more."""
     rec = Recorder(httpx.Response(429, headers={"Retry-After": "17"}), ok(request_id="r-2"))
@@ -703,15 +716,29 @@ def test_a_submit_never_waits_behind_polls() -> None:
     assert anyio.run(main) == "new"
 
 
-@pytest.mark.parametrize("odd", [".", "..", " .. "])
-def test_a_dot_request_id_cannot_reach_another_path(odd: str) -> None:
-    """A request id of `.` or `..` would be resolved away into another URL: refused, nothing sent."""
-    rec = Recorder(httpx.Response(200, json={"status": "completed"}))
+@pytest.mark.parametrize(("odd", "segment"), [
+    (".", "%2E"), ("..", "%2E%2E"), (" padded-1 ", "%20padded-1%20"), ("a/../b", "a%2F..%2Fb"),
+])
+def test_a_request_id_is_sent_exactly_as_given_and_stays_one_path_segment(odd: str, segment: str) -> None:
+    """Ids are used exactly as RunComfy gave them (whitespace kept), percent-encoded into one path
+    segment: `.` or `..` cannot be resolved away into another URL, a slash cannot add a segment."""
+    rec = Recorder(ok(request_id=odd, status="in_progress"))
 
     async def main() -> None:
         async with client_for(rec) as client:
             await client.result(odd)
 
-    with pytest.raises(RequestNotFoundError, match="cannot name a request"):
-        anyio.run(main)
-    assert rec.requests == []
+    anyio.run(main)
+    (request,) = rec.requests
+    assert request.url.raw_path == f"/v1/requests/{segment}/result".encode()
+
+
+def test_a_submit_answer_keeps_its_request_id_exactly() -> None:
+    """A request id with spaces around it is kept as given: stripping it would poll another job."""
+    rec = Recorder(ok(request_id=" padded-1 "))
+
+    async def main() -> str:
+        async with client_for(rec) as client:
+            return (await client.submit("m", {"prompt": "x"})).request_id
+
+    assert anyio.run(main) == " padded-1 "

@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from batchrun.api.responses import (
+    MAX_JSON_DEPTH,
     SubmitOutcomeUnknown,
     UnexpectedAnswerError,
     classify_error,
     collect_output_urls,
+    decode_body,
     normalize_status,
     parse_cancel,
     parse_result,
@@ -411,3 +413,19 @@ def test_url_objects_nested_in_documented_keys_are_collected_video_first() -> No
         "https://cdn.example/i.png",
         "https://cdn.example/p.jpg",
     )
+
+
+def test_json_with_a_byte_order_mark_or_a_declared_charset_is_read() -> None:
+    """A UTF-8 BOM, or a latin-1 body that says so, is still the answer (a lost submit answer otherwise)."""
+    assert decode_body(b'\xef\xbb\xbf{"request_id": "req-1"}') == {"request_id": "req-1"}
+    latin = '{"request_id": "r\u00e9q"}'.encode("latin-1")
+    assert decode_body(latin) is None  # not UTF-8, and no charset said otherwise
+    assert decode_body(latin, "iso-8859-1") == {"request_id": "r\u00e9q"}
+    assert decode_body(latin, "no-such-charset") is None
+
+
+def test_json_nested_past_any_real_answer_counts_as_not_json() -> None:
+    """200,000 brackets must not end the run with a RecursionError: the body is simply not an answer."""
+    assert decode_body(b"[" * 200_000 + b"]" * 200_000) is None
+    assert decode_body("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)) is None
+    assert decode_body("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
