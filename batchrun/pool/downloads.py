@@ -4,6 +4,7 @@ and the check that fetches again done files that went missing (a ``Runner`` mixi
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ import httpx
 
 from batchrun.domain import Job
 from batchrun.download import sha256_file
-from batchrun.errors import DownloadError, PermanentDownloadError
+from batchrun.errors import BatchrunError, DownloadError, PermanentDownloadError
 from batchrun.outputs import destinations, keep_aside, sidecar_document, sidecar_path, write_json_atomically
 from batchrun.states import JobState
 from batchrun.store import StaleJobError
@@ -56,15 +57,16 @@ class Downloading:
                 self._finish_one()
 
     async def _download(self: Runner, job: Job) -> None:
-        dests = destinations(self.output_dir, job.output_name, job.result_urls)
-        files: list[dict[str, Any]] = []
         try:
-            for url, dest in zip(job.result_urls, dests, strict=True):
-                self._make_room(job, dest)
-                fetched = await self.downloader.fetch(url, dest)
-                files.append(
-                    {"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256}
-                )
+            try:
+                files = await self._fetch_all(job, job.result_urls)
+            except PermanentDownloadError as refused:
+                # result URLs are temporary (API.md): the paid-for video may still be there under a
+                # fresh URL, so ask RunComfy once more before failing the job
+                fresh = await self._fresh_urls(job)
+                if not fresh:
+                    raise refused from None
+                files = await self._fetch_all(job, fresh)
         except PermanentDownloadError as error:
             self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
             return
@@ -93,6 +95,37 @@ class Downloading:
             return
         self.summary.downloaded += 1
         self._moved(done, JobState.DOWNLOADING, JobState.DONE)
+
+    async def _fetch_all(self: Runner, job: Job, urls: Sequence[str]) -> list[dict[str, Any]]:
+        """Every file of the job's output; the first (the video) must arrive, the others are extras:
+        one the server refuses is recorded and skipped, never a reason to fail a paid-for job."""
+        files: list[dict[str, Any]] = []
+        for index, (url, dest) in enumerate(zip(urls, destinations(self.output_dir, job.output_name, urls), strict=True)):
+            self._make_room(job, dest)
+            try:
+                fetched = await self.downloader.fetch(url, dest)
+            except PermanentDownloadError as error:
+                if index == 0:
+                    raise
+                self.store.record_event(job.id, "extra_file_skipped", {"url": url, "error": error.message})
+                self.progress.message(f"{job.key}: extra output file skipped ({error.message})")
+                continue
+            files.append({"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256})
+        return files
+
+    async def _fresh_urls(self: Runner, job: Job) -> tuple[str, ...]:
+        """The job's output URLs as RunComfy gives them now, when they differ from the refused ones."""
+        if not job.request_id:
+            return ()
+        try:
+            report = await self.client.result(job.request_id)
+        except (BatchrunError, httpx.HTTPError):
+            return ()
+        urls = tuple(report.output_urls) if report.status == "completed" else ()
+        if not urls or urls == tuple(job.result_urls):
+            return ()
+        self.store.record_event(job.id, "result_urls_refreshed", {"result_urls": list(urls)})
+        return urls
 
     def _make_room(self: Runner, job: Job, dest: Path) -> None:
         """Keep the file of an older revision of this job when the new one takes its name."""

@@ -92,6 +92,7 @@ class App:
         self.api_host = "127.0.0.1"
         self.port = 0
         self._files: dict[str, ResultFile] = {}
+        self._results_given: dict[str, int] = {}  # completed /result answers per job (expire_first_urls)
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -128,6 +129,8 @@ class App:
                 self.engine.count_fault(fault)
                 return self._early_fault(fault, faults)
         if kind == "file":
+            if self.config.expire_first_urls and target.endswith("?sig=1"):
+                return self.error(403, None, "Request has expired")
             if "authorization" in headers:
                 with self.engine.lock:
                     self.engine.authorization_headers_on_files += 1
@@ -250,7 +253,13 @@ class App:
         answer: dict[str, Any] = {"request_id": job.request_id, "status": self._spell(job.status)}
         if job.status == protocol.COMPLETED:
             url = self.file_url(job.request_id)
+            if self.config.expire_first_urls:
+                with self.engine.lock:
+                    seen = self._results_given[job.request_id] = self._results_given.get(job.request_id, 0) + 1
+                url += f"?sig={seen}"  # only the first signature is expired
             answer["output"] = {"videos": [url]} if self._alt else {"video": url}
+            if self.config.extra_output_url:
+                answer["output"]["images"] = [self.config.extra_output_url]
         if job.status == protocol.FAILED:
             answer["error"] = job.error
         if not self._alt:

@@ -123,6 +123,8 @@ class SimConfig:
     error_message_key: str = "error_message"  # "message" exercises the other documented spelling
     max_body_bytes: int = 1_000_000  # larger request bodies answer 413
     reject_prompts_containing: str | None = None  # 422 for such prompts, as a content filter would
+    extra_output_url: str | None = None  # also listed in every output (`images: [url]`), e.g. a URL that 404s
+    expire_first_urls: bool = False  # the first result URL of each job answers 403 (expired); later ones work
 
     def __post_init__(self) -> None:
         if self.capacity < 1:

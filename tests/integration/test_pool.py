@@ -287,6 +287,30 @@ def test_budget_caps_the_estimated_cost_of_submitted_jobs(campaign_factory, make
     assert simulator.stats().jobs_created == 2 and again.counts[JobState.PENDING] == 4
 
 
+def test_an_extra_output_file_that_is_gone_does_not_fail_the_paid_video(campaign_factory, make_simulator):
+    """The video arrives; a thumbnail URL that answers 404 is recorded and skipped, the job is done."""
+    simulator = make_simulator(extra_output_url="/files/gone-thumbnail.png")
+    campaign = campaign_factory(2)
+    summary = campaign.run(simulator)
+    assert summary.counts[JobState.DONE] == 2 and summary.exit_code == 0
+    for job in campaign.jobs(JobState.DONE):
+        assert Path(job.output_path).stat().st_size == job.size > 0
+        assert "extra_file_skipped" in [event.kind for event in campaign.store.history(job.id)]
+    assert simulator.stats().jobs_created == 2  # nothing paid twice
+
+
+def test_an_expired_result_url_is_asked_for_again_before_the_job_fails(campaign_factory, make_simulator):
+    """A 403 on the first result URL: RunComfy is asked for fresh URLs, the video downloads, no resubmit."""
+    simulator = make_simulator(expire_first_urls=True)
+    campaign = campaign_factory(2)
+    summary = campaign.run(simulator)
+    assert summary.counts[JobState.DONE] == 2 and summary.exit_code == 0
+    assert simulator.stats().jobs_created == 2
+    for job in campaign.jobs(JobState.DONE):
+        kinds = [event.kind for event in campaign.store.history(job.id)]
+        assert "result_urls_refreshed" in kinds and Path(job.output_path).exists()
+
+
 def test_validation_rejected_by_runcomfy_fails_only_that_job_with_the_detail(campaign_factory, make_simulator):
     """A 422 from RunComfy fails that job with the server's detail; the others finish."""
     simulator = make_simulator(reject_prompts_containing="take 1")
