@@ -194,15 +194,10 @@ def decode_body(body: bytes | str | Mapping[str, Any] | list[Any] | None, charse
     if body is None or isinstance(body, (Mapping, list)):
         return body
     if isinstance(body, bytes):
-        try:
-            body = body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            try:
-                body = body.decode(charset or "", "strict") if charset else None
-            except (LookupError, UnicodeDecodeError):
-                body = None
-            if body is None:
-                return None
+        text = _text(body, charset)
+        if text is None:
+            return None
+        body = text
     body = body.removeprefix("\ufeff")
     if not body.strip() or _nesting(body) > MAX_JSON_DEPTH:
         return None
@@ -210,6 +205,17 @@ def decode_body(body: bytes | str | Mapping[str, Any] | list[Any] | None, charse
         return json.loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+def _text(body: bytes, charset: str | None) -> str | None:
+    """``body`` as text: UTF-8 (a byte-order mark skipped), else the declared charset, else None."""
+    for encoding in ("utf-8-sig", charset):
+        if encoding:
+            try:
+                return body.decode(encoding)
+            except (LookupError, UnicodeDecodeError):
+                continue
+    return None
 
 
 def _nesting(text: str) -> int:

@@ -253,15 +253,14 @@ class Loader:
     def check_matrix_fields_apply(self, matrix: Matrix, field_keys: set[str], sources: list[Source]) -> None:
         """A matrix key that sets a field of some jobs' model but not of this job's (and that no
         template uses) would be dropped for it: its values would make identical, paid-for jobs."""
-        for key in matrix.keys:
-            if key not in field_keys or key in self.used or len(matrix.values[matrix.keys.index(key)]) < 2:
+        for key, values in zip(matrix.keys, matrix.values, strict=True):
+            if key not in field_keys or key in self.used or len(values) < 2:
                 continue
             for source in sources:
                 if source.info is not None and key not in source.info.properties:
                     self.problem(source.location, f"matrix.{key}",
-                                 f"`{key}` is not a field of {source.model}, so its "
-                                 f"{len(matrix.values[matrix.keys.index(key)])} values would make identical jobs; "
-                                 f"give this job its own manifest or a model that has `{key}`")
+                                 f"`{key}` is not a field of {source.model}, so its {len(values)} values would "
+                                 f"make identical jobs; give this job its own manifest or a model that has `{key}`")
 
     def check_priced_models(self, table: PriceTable, sources: list[Source]) -> None:
         """A price for a model id that is neither in the catalog nor used by a job is a typo: it would

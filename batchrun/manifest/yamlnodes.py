@@ -4,7 +4,8 @@ Pure. The text is composed into PyYAML nodes (which carry their marks) and conve
 values by hand, so that duplicate keys become problems instead of silently winning, aliases
 cannot expand without bound (billion laughs), and tags other than the plain JSON-like ones are
 refused. Plain scalars follow the YAML 1.2 core schema where YAML 1.1 surprises: an unquoted
-``1e-1`` is a float, ``010`` is 10, and ``4:3``, ``1_0`` and ``yes``/``off`` stay text. ``Document.locate(path)`` walks the nodes again to find the most specific line.
+``1e-1`` is a float, ``010`` is 10, and ``4:3``, ``1_0`` and ``yes``/``off`` stay text.
+``Document.locate(path)`` walks the nodes again to find the most specific line.
 """
 
 from __future__ import annotations
@@ -147,28 +148,33 @@ def _scalar(node: ScalarNode) -> Any:
     (the validator then says what it wanted), never a conversion that cannot end or overflows.
     """
     tag, text = node.tag, node.value
-    if not node.style and tag == "tag:yaml.org,2002:str" and len(text) <= MAX_DIGITS:
-        if _INT_12.match(text):
-            return int(text, 10)  # `09`: not octal, so text to YAML 1.1, the integer 9 to YAML 1.2
-        if _OCT_12.match(text):
-            return int(text[2:], 8)  # `0o17`: YAML 1.2's octal, text to YAML 1.1
-    if not node.style and tag in _YAML11_ONLY:  # plain: None (Python parser) or "" (libyaml)
-        if tag == "tag:yaml.org,2002:bool":
-            return _BOOL_12.get(text, text)
-        if len(text) > MAX_DIGITS:
-            return text
-        if tag == "tag:yaml.org,2002:int":
-            if _INT_12.match(text):
-                return int(text, 10)
-            if _HEX_12.match(text):
-                return int(text[2:], 16)
-            return text
-        if not (FLOAT_12.match(text) or _INT_12.match(text) or _SPECIAL_FLOAT_12.match(text)):
-            return text
-    return _constructor.yaml_constructors[tag](_constructor, node)
+    if node.style or tag not in _RESOLVED_BY_11:  # quoted, null, or a tag written out: as PyYAML says
+        return _constructor.yaml_constructors[tag](_constructor, node)
+    if tag == _BOOL:
+        return _BOOL_12.get(text, text)
+    if len(text) > MAX_DIGITS:
+        return text
+    number = _int_12(text)  # `09` and `0o17` too, which YAML 1.1 leaves as text
+    if number is not None:
+        return number
+    if tag == _FLOAT and (FLOAT_12.match(text) or _SPECIAL_FLOAT_12.match(text)):
+        return _constructor.yaml_constructors[tag](_constructor, node)
+    return text
 
 
-_YAML11_ONLY = frozenset({"tag:yaml.org,2002:bool"}) | _NUMBER_TAGS
+def _int_12(text: str) -> int | None:
+    if _INT_12.match(text):
+        return int(text, 10)
+    if _OCT_12.match(text):
+        return int(text[2:], 8)
+    if _HEX_12.match(text):
+        return int(text[2:], 16)
+    return None
+
+
+_BOOL, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+#: what PyYAML may have resolved a plain scalar to by YAML 1.1's rules (style None or "" is plain)
+_RESOLVED_BY_11 = frozenset({_BOOL, "tag:yaml.org,2002:str"}) | _NUMBER_TAGS
 
 
 def _scalar_key(node: ScalarNode) -> Any:
