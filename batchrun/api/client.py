@@ -4,8 +4,10 @@ What is retried (per the ``RetryPolicy``, default ``RetryPolicy()``):
 
 - ``status``, ``result``, ``cancel`` are idempotent: retried on every transient failure (transport
   errors, timeouts, HTTP 408/429/5xx, ``error_code`` 500001, answers that are not JSON objects).
-- ``submit`` creates a billed job and RunComfy has no idempotency key, so it is retried ONLY when
-  the job certainly was not created:
+- ``submit`` creates a billed job and RunComfy has no idempotency key, so it makes exactly ONE
+  POST and never waits: the caller, which knows the job's recorded state, does the retrying.
+  It raises ``TransientApiError`` (``retry_after`` kept) only when the job certainly was not
+  created, so that the caller can record the job as not submitted before it waits:
 
   * the connection could not be made or no pooled connection was free (``ConnectError``,
     ``ConnectTimeout``, ``PoolTimeout``): the request never left;
@@ -82,7 +84,7 @@ from batchrun.errors import (
     TransientApiError,
     UnknownModelError,
 )
-from batchrun.retry import RetryPolicy
+from batchrun.retry import NO_RETRY, RetryPolicy
 from batchrun.urls import is_loopback_host
 
 USER_AGENT = f"batchrun/{__version__}"
@@ -203,7 +205,8 @@ class RunComfyClient:
     # --- the four calls -------------------------------------------------------------------------
 
     async def submit(self, model_id: str, input: Mapping[str, Any]) -> Submission:
-        """Create a job; retried only when it certainly was not created (see the module docstring)."""
+        """Create a job with one POST, never retried here: a ``TransientApiError`` means it certainly
+        was not created, and the caller decides when to try again (see the module docstring)."""
         if not model_id or not isinstance(model_id, str):
             raise UnknownModelError("empty model id")
         path = protocol.submit_path(quote(model_id.strip("/"), safe="/"))
@@ -238,7 +241,7 @@ class RunComfyClient:
                     f"{error.message} (HTTP {response.status_code})", status_code=response.status_code
                 ) from None
 
-        return await self._run(attempt)
+        return await self._run(attempt, NO_RETRY)
 
     async def status(self, request_id: str) -> StatusReport:
         """A job's status (and queue position while queued)."""
@@ -257,9 +260,9 @@ class RunComfyClient:
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    async def _run(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
+    async def _run(self, attempt: Callable[[], Awaitable[Any]], retry: RetryPolicy | None = None) -> Any:
         try:
-            async for trying in self.retry.retrying(sleep=self._sleep, rng=self._rng):
+            async for trying in (retry or self.retry).retrying(sleep=self._sleep, rng=self._rng):
                 with trying:
                     return await attempt()
         except BatchrunError as error:

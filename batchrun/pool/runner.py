@@ -61,6 +61,7 @@ class Runner(Submitting, Polling, Downloading):
         self._active = 0  # jobs being polled, submitted or downloaded
         self._idle = anyio.Event()
         self._stop_submitting = False
+        self._stopped = anyio.Event()  # set with _stop_submitting: wakes submits waiting to retry
         self._submitting_done = False
         self._download_send, self._download_receive = anyio.create_memory_object_stream[Job](math.inf)
         self._tg: TaskGroup | None = None
@@ -116,6 +117,7 @@ class Runner(Submitting, Polling, Downloading):
         """Submit nothing more; jobs already at RunComfy are still polled and downloaded."""
         if not self._stop_submitting:
             self._stop_submitting = True
+            self._stopped.set()
             self.summary.stop_reason = self.summary.stop_reason or reason
             self.progress.message(reason)
             self.slots.close()  # wake a submitter waiting for a slot
@@ -218,6 +220,7 @@ class Runner(Submitting, Polling, Downloading):
             self.summary.stop_reason = f"{error.message}; the run stopped"
             self.progress.message(self.summary.stop_reason)
         self._stop_submitting = True
+        self._stopped.set()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 

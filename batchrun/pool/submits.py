@@ -7,6 +7,8 @@ that was lost follows the ``--on-unknown-submit`` policy.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -114,22 +116,43 @@ class Submitting:
             return await self._post(job)
 
     async def _post(self: Runner, job: Job) -> str:
-        if self._stop_submitting:
-            return "skipped"
-        try:
-            job = self.store.begin_submit(job.id, budget=self.options.budget)
-        except StaleJobError:  # cancelled or claimed meanwhile
-            return "skipped"
-        except BudgetReachedError as error:
-            self._budget_reached(job, error)
-            return "refused"
-        self._moved(job, JobState.PENDING, JobState.SUBMITTING)
+        """POST the job, again after each certain refusal (a 429, a 5xx, no connection) that the
+        retry policy allows; between tries the job is `pending` again and its cost refunded, so a
+        Ctrl-C or a crash during the wait leaves nothing in doubt, and nothing is posted after a stop."""
+        started = self.clock.monotonic()
+        for attempt in itertools.count(1):
+            if self._stop_submitting:
+                return "skipped"
+            try:
+                job = self.store.begin_submit(job.id, budget=self.options.budget)
+            except StaleJobError:  # cancelled or claimed meanwhile
+                return "skipped"
+            except BudgetReachedError as error:
+                self._budget_reached(job, error)
+                return "refused"
+            self._moved(job, JobState.PENDING, JobState.SUBMITTING)
+            try:
+                return await self._post_once(job)
+            except (TransientApiError, httpx.TransportError) as error:
+                # the server answered with an error (or we never connected): nothing was created
+                self._back_to_pending(job, error)
+                wait = self.client.retry.decide(error, attempt, self.clock.monotonic() - started)
+                if wait is None:
+                    self._deferred(job, message_of(error))
+                    return "deferred"
+                self.store.record_event(job.id, "submit_retry", {"error": message_of(error), "wait_seconds": wait})
+                self.progress.message(f"{job.key}: not submitted ({message_of(error)}); trying again in {wait:.0f}s")
+                await self._sleep_unless_stopped(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post_once(self: Runner, job: Job) -> str:
+        """One POST of a job now in `submitting`; certain refusals are raised to ``_post``."""
         try:
             submission = await self.client.submit(job.model, dict(job.input))
         except anyio.get_cancelled_exc_class():
             if self.summary.auth_failed:  # stopped because the token is refused: this POST created nothing
                 with anyio.CancelScope(shield=True):
-                    self.store.reset_to_pending(job.id, "not submitted: the run stopped on an auth error")
+                    self.store.return_unsubmitted(job.id, "not submitted: the run stopped on an auth error")
             raise  # otherwise (Ctrl-C twice) it stays `submitting`: the POST may have reached RunComfy
         except SubmitOutcomeUnknown as error:
             again = await self._unknown_submission(job, f"the submit answer was lost ({error})")
@@ -146,11 +169,6 @@ class Submitting:
         except PermanentApiError as error:
             self._fail(job, message_of(error), expected=JobState.SUBMITTING)
             return "failed"
-        except (TransientApiError, httpx.TransportError) as error:
-            # the server answered with an error (or we never connected): nothing was created
-            self._back_to_pending(job, error)
-            self._deferred(job, message_of(error))
-            return "deferred"
         job = self.store.record_submission(job.id, submission.request_id)
         self.summary.submitted += 1
         self._moved(job, JobState.SUBMITTING, JobState.QUEUED, submission.request_id)
@@ -161,6 +179,17 @@ class Submitting:
         self._push(due, tracked)
         return "submitted"
 
+    async def _sleep_unless_stopped(self: Runner, seconds: float) -> None:
+        """Wait ``seconds`` before the next POST, or less when the run stops submitting meanwhile."""
+        async with anyio.create_task_group() as tg:
+
+            async def wake_after(waiting: Callable[[], Awaitable[object]]) -> None:
+                await waiting()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wake_after, lambda: self.clock.sleep(seconds))
+            tg.start_soon(wake_after, self._stopped.wait)
+
     def _back_to_pending(self: Runner, job: Job, error: BaseException) -> None:
-        self.store.reset_to_pending(job.id, f"not submitted: {message_of(error)}")
+        self.store.return_unsubmitted(job.id, f"not submitted: {message_of(error)}")
         self._moved(job, JobState.SUBMITTING, JobState.PENDING, "not submitted")

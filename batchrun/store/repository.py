@@ -435,6 +435,16 @@ class Store(PlanWriter, Leases, Reporting):
             finished_at=None,
         )
 
+    def return_unsubmitted(self, job_id: int, reason: str) -> Job:
+        """submitting -> pending when RunComfy certainly did not create the job (a 429, a 5xx, a
+        connection that never opened, a refused token): the cost ``begin_submit`` charged is
+        taken back off the campaign's committed spend in the same transaction."""
+        with self._write() as c:
+            job = self._transition(c, job_id, JobState.SUBMITTING, JobState.PENDING, {"reason": reason}, {})
+            if job.estimated_cost:
+                c.execute(_CHARGE, {"campaign": job.campaign_id, "cost": -job.estimated_cost})
+            return job
+
     def record_event(self, job_id: int, kind: str, detail: Mapping[str, Any] | None = None) -> None:
         """Record a fact that is not a state change (a retry, a download attempt, a poll summary)."""
         with self._write() as c:

@@ -13,6 +13,7 @@ from batchrun.errors import (
     AuthError,
     InsufficientBalanceError,
     RequestNotFoundError,
+    TransientApiError,
     UnknownModelError,
     ValidationRejectedError,
 )
@@ -146,7 +147,8 @@ def test_bad_token_stops_with_auth_error(simulator: Any) -> None:
 
 
 def test_transient_faults_are_survived_without_duplicates(make_simulator: Any) -> None:
-    """Under 5xx, 429 and error-in-200 faults every call eventually succeeds and no job is created twice."""
+    """Under 5xx, 429 and error-in-200 faults polls succeed after retries, a refused submit created
+    nothing (posting it again creates it once), and no job is created twice."""
     sim = make_simulator(
         latency=Latency(kind="fixed", value=0.0),
         faults=Faults(server_error=0.3, rate_limit=0.2, retry_after=3, error_200=0.2),
@@ -154,7 +156,15 @@ def test_transient_faults_are_survived_without_duplicates(make_simulator: Any) -
     )
 
     async def body(client: RunComfyClient) -> None:
-        ids = [(await client.submit(T2V, {**INPUT, "prompt": f"p{i}"})).request_id for i in range(8)]
+        ids, refused = [], 0
+        for i in range(8):
+            while True:
+                try:
+                    ids.append((await client.submit(T2V, {**INPUT, "prompt": f"p{i}"})).request_id)
+                    break
+                except TransientApiError:
+                    refused += 1
+        assert refused > 0
         for rid in ids:
             report = await client.result(rid)
             while not report.is_terminal:

@@ -14,6 +14,7 @@ from batchrun.api import RunComfyClient
 from batchrun.download import Downloader
 from batchrun.pool import Runner, RunOptions, RunSummary, UnknownSubmitPolicy
 from batchrun.retry import RetryPolicy
+from batchrun.runs import SilentProgress
 from batchrun.states import JobState
 from batchrun.store import Store, open_store, resolve_db_url
 
@@ -386,3 +387,66 @@ def test_durations_are_exact_only_when_runcomfy_reports_its_timestamps(campaign_
     assert learned.samples == 6
     assert learned.exact is exact
     assert runner._learned(I2V)["patient"] is exact
+
+
+class _OnRetry(SilentProgress):
+    """Calls ``react`` (with the runner) when a submit is about to wait for its next try."""
+
+    def __init__(self, react) -> None:
+        self.react, self.runner, self.seen = react, None, []
+
+    def message(self, text: str) -> None:
+        if "trying again in" in text:
+            self.seen.append(text)
+            self.react(self.runner)
+
+
+def test_a_refused_submit_waits_as_pending_and_a_ctrl_c_stops_the_next_post(campaign_factory, make_simulator):
+    """A 429 proves nothing was created: while waiting out Retry-After the job is `pending` again
+    (a kill -9 then leaves nothing in doubt), its cost is refunded to the budget, and a Ctrl-C
+    during the wait means no second POST."""
+    from batchrun.sim import Faults
+
+    simulator = make_simulator(faults=Faults(rate_limit=1.0, retry_after=3600))
+    campaign = campaign_factory(1)
+    [job] = campaign.jobs()
+    seen_states = []
+
+    def react(runner) -> None:
+        seen_states.append(campaign.store.get_job(job.id).state)
+        seen_states.append(campaign.store.committed_cost(campaign.report.campaign_id))
+        runner.interrupt()
+
+    progress = _OnRetry(react)
+    patient = RetryPolicy(max_attempts=6, retry_after_cap=3600, max_elapsed=None)
+
+    async def main() -> RunSummary:
+        async with RunComfyClient(simulator.base_url, "sim-token", retry=patient) as client, Downloader() as downloader:
+            runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
+                            output_dir=campaign.output_dir, client=client, downloader=downloader,
+                            options=RunOptions(budget=100.0), progress=progress)
+            progress.runner = runner
+            return await runner.run()
+
+    summary = anyio.run(main)
+    assert len(progress.seen) == 1 and "3600s" in progress.seen[0]
+    assert seen_states == [JobState.PENDING, 0.0]
+    assert simulator.stats().requests["submit"] == 1
+    assert summary.interrupted and campaign.jobs(JobState.PENDING) == [campaign.store.get_job(job.id)]
+    assert campaign.store.committed_cost(campaign.report.campaign_id) == 0.0
+    kinds = [e.kind for e in campaign.store.history(job.id)]
+    assert "submit_retry" in kinds
+
+
+def test_a_refused_submit_is_posted_again_after_the_wait_and_charged_once(campaign_factory, make_simulator):
+    """Certain refusals (5xx, 429) are retried by the run itself; the job is paid for once."""
+    from batchrun.sim import Faults
+
+    simulator = make_simulator(seed=3, faults=Faults(server_error=0.5, retry_after=0))
+    campaign = campaign_factory(6)
+    summary = campaign.run(simulator, concurrency=6, budget=100.0)
+    assert summary.counts[JobState.DONE] == 6, summary
+    assert simulator.stats().requests["submit"] > 6  # some were refused and posted again
+    assert simulator.stats().jobs_created == 6
+    per_job = campaign.jobs()[0].estimated_cost
+    assert campaign.store.committed_cost(campaign.report.campaign_id) == pytest.approx(6 * per_job)

@@ -28,6 +28,17 @@ def test_each_submission_attempt_adds_its_estimated_cost(any_store, make_spec):
     assert any_store.get_job(first).attempts == 2
 
 
+def test_a_submission_refused_for_certain_gives_its_cost_back(any_store, make_spec):
+    """A 429 or 5xx created nothing: the job is pending again and the budget has room for it."""
+    (job_id,) = planned(any_store, make_spec, 1, cost=0.5)
+    campaign = any_store.get_job(job_id).campaign_id
+    any_store.begin_submit(job_id, budget=0.5)
+    back = any_store.return_unsubmitted(job_id, "not submitted: HTTP 429")
+    assert back.state is JobState.PENDING and any_store.committed_cost(campaign) == 0.0
+    assert any_store.begin_submit(job_id, budget=0.5).state is JobState.SUBMITTING
+    assert any_store.committed_cost(campaign) == pytest.approx(0.5)
+
+
 def test_a_submission_past_the_budget_is_refused_and_nothing_is_written(any_store, make_spec):
     """The job that would pass the budget stays pending, its attempts and the spend unchanged."""
     ids = planned(any_store, make_spec, 3, cost=0.5)

@@ -126,41 +126,30 @@ def test_a_gateway_timeout_on_submit_is_a_lost_answer_never_a_second_post() -> N
     assert len(rec.requests) == 1 and rec.slept == []
 
 
-def test_retry_after_is_honoured_on_submit() -> None:
-    """A 429 with Retry-After waits exactly that long, then submits once more."""
-    rec = Recorder(httpx.Response(429, headers={"Retry-After": "17"}), ok(request_id="r-2"))
+@pytest.mark.parametrize(
+    ("answer", "retry_after"),
+    [
+        (httpx.Response(429, headers={"Retry-After": "17"}), 17),
+        (httpx.Response(500, json={"error_code": 500001}), None),
+        (httpx.Response(503, text="<html>down</html>"), None),
+        (httpx.ConnectError("refused"), None),
+    ],
+)
+def test_a_certain_refusal_of_a_submit_is_raised_at_once_for_the_caller_to_retry(answer, retry_after) -> None:
+    """A 429, a 5xx or a connection never made: nothing was created. The client posts once and
+    raises a TransientApiError (with the server's Retry-After), so that the runner can record the
+    job as not submitted before it waits; it never sleeps with the job in `submitting`."""
+    rec = Recorder(answer, ok(request_id="r-2"))
 
     async def main() -> None:
         async with client_for(rec) as client:
-            assert (await client.submit("m", {"prompt": "x"})).request_id == "r-2"
+            with pytest.raises(TransientApiError) as info:
+                await client.submit("m", {"prompt": "x"})
+            assert getattr(info.value, "retry_after", None) == retry_after
+            assert TOKEN not in str(info.value)
 
     run(main)
-    assert rec.slept == [17]
-    assert len(rec.requests) == 2
-
-
-def test_submit_5xx_is_retried() -> None:
-    """A 500001 answer means the job was not created, so the submit is retried."""
-    rec = Recorder(httpx.Response(500, json={"error_code": 500001}), ok(request_id="r-3"))
-
-    async def main() -> None:
-        async with client_for(rec) as client:
-            assert (await client.submit("m", {})).request_id == "r-3"
-
-    run(main)
-    assert rec.slept == [1]
-
-
-def test_submit_connect_error_is_retried() -> None:
-    """A connection that never opened cannot have created a job: retried."""
-    rec = Recorder(httpx.ConnectError("refused"), ok(request_id="r-4"))
-
-    async def main() -> None:
-        async with client_for(rec) as client:
-            assert (await client.submit("m", {})).request_id == "r-4"
-
-    run(main)
-    assert len(rec.requests) == 2
+    assert len(rec.requests) == 1 and rec.slept == []
 
 
 @pytest.mark.parametrize(
