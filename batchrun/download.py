@@ -20,6 +20,9 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
   a ``TransientDownloadError`` (retried, resuming);
 - gives up with ``PermanentDownloadError`` past ``max_bytes`` and on 4xx (404/410: "result
   expired or missing");
+- refuses (``NotAFileError``) a 2xx that holds no file: an empty body, or a web page (declared
+  ``text/html``, or a body that starts like an HTML document), which a CDN or a login wall
+  may send with HTTP 200 in place of the video;
 - fsyncs the file, ``os.replace``\\ s it onto ``dest`` and fsyncs the directory.
 
 A permanent failure never leaves a ``.part`` behind. A transient failure that outlives the retry
@@ -44,7 +47,7 @@ import httpx
 from batchrun import __version__
 from batchrun.api.client import NoCookieJar
 from batchrun.api.responses import one_line, parse_retry_after
-from batchrun.errors import PermanentDownloadError, TransientDownloadError
+from batchrun.errors import NotAFileError, PermanentDownloadError, TransientDownloadError
 from batchrun.retry import RetryPolicy
 from batchrun.urls import is_loopback_host
 
@@ -106,6 +109,24 @@ def verify_file(path: Path | str, size: int | None, sha256: str | None) -> bool:
         return sha256 is None or sha256_file(path) == sha256.lower()
     except OSError:
         return False
+
+
+_HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.I)
+
+
+def _is_web_page_type(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in ("text/html", "application/xhtml+xml")
+
+
+def _head(blocks: list[bytes], size: int = 512) -> bytes:
+    """The first ``size`` bytes of ``blocks``, without joining them all."""
+    head = b""
+    for block in blocks:
+        head += block[: size - len(head)]
+        if len(head) >= size:
+            break
+    return head
 
 
 def _part_path(dest: Path) -> Path:
@@ -268,6 +289,8 @@ class Downloader:
         if status not in (200, 206):
             raise PermanentDownloadError(f"unexpected answer to a download (HTTP {status})", url=url)
 
+        if _is_web_page_type(response.headers.get("content-type")):
+            raise NotAFileError("file server sent a web page (text/html), not the file", url=url)
         encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
         expected: int | None = None
         range_end: int | None = None
@@ -308,7 +331,7 @@ class Downloader:
             size, digest = 0, hashlib.sha256()
             mode = "wb"
 
-        size = await self._stream_to_part(response, url, part, mode, size, digest)
+        size, head = await self._stream_to_part(response, url, part, mode, size, digest)
         if expected is None and range_end is not None and size < range_end:
             raise TransientDownloadError(f"truncated download: got {size} of {range_end} bytes", url=url)
         if expected is not None and size > expected:
@@ -316,6 +339,12 @@ class Downloader:
             raise TransientDownloadError(f"got {size} bytes, more than the {expected} announced", url=url)
         if expected is not None and size != expected:
             raise TransientDownloadError(f"truncated download: got {size} of {expected} bytes", url=url)
+        if size == 0 or (not start and _HTML_START.match(head)):
+            _unlink(part)
+            raise NotAFileError(
+                "file server sent an empty body, not the file" if size == 0
+                else "file server sent a web page (HTML), not the file", url=url
+            )
         os.replace(part, dest)
         await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
         return DownloadedFile(
@@ -328,8 +357,9 @@ class Downloader:
 
     async def _stream_to_part(
         self, response: httpx.Response, url: str, part: Path, mode: str, size: int, digest: Any
-    ) -> int:
-        """Append the answer's body to ``part``, hashing it; returns the part's size.
+    ) -> tuple[int, bytes]:
+        """Append the answer's body to ``part``, hashing it; returns the part's size and the first
+        bytes of this answer's body (to tell a web page from a file).
 
         Blocks are gathered into batches of about ``BATCH`` bytes. A body that fits in one batch
         (a typical clip) is written and hashed right here. A larger one goes to two worker
@@ -367,7 +397,9 @@ class Downloader:
 
         with open(part, mode) as handle:
             first: list[bytes] = []
-            if await gather(first):
+            filled = await gather(first)
+            head = _head(first)
+            if filled:
                 await self._write_in_threads(b"".join(first), gather, handle.write, digest.update, failures)
             elif first:
                 batch = b"".join(first)
@@ -380,7 +412,7 @@ class Downloader:
             if any(isinstance(failure, PermanentDownloadError) for failure in failures):
                 _unlink(part)
             raise failures[0]
-        return total
+        return total, head
 
     @staticmethod
     async def _write_in_threads(

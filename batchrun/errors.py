@@ -184,6 +184,11 @@ class PermanentDownloadError(DownloadError):
     """A result file was refused (bad URL, too large or gone)."""
 
 
+class NotAFileError(PermanentDownloadError):
+    """The file server answered 2xx but sent no file: an empty body or a web page. Asking the same
+    URL again gets the same, but the paid-for video may still come under a fresh URL or later."""
+
+
 def problems_of(errors: Sequence[BatchrunError]) -> list[str]:
     """Flatten several errors into the lines the CLI prints."""
     return [line for error in errors for line in error.lines()]

@@ -18,20 +18,38 @@ from batchrun.domain import Job
 SIDECAR_SUFFIX = ".json"
 
 
+#: what a video file's name may end with, and what marks a URL as an image
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic"})
+
+
 def destinations(output_dir: Path, output_name: str, urls: Sequence[str]) -> list[Path]:
     """One destination per result URL: the job's file name, then ``name~2.ext``, ``name~3.ext``...
 
     ``~`` cannot appear in an id, so an extra file never takes another job's default name. Extra
-    files keep the extension of their URL when it has one (an image next to a video).
+    files keep the extension of their URL when it has one (an image next to a video). An output
+    that holds no video (its first URL is an image) keeps the image's extension too, so a picture
+    is never saved under a video's name.
     """
     primary = output_dir / output_name
+    if urls and is_image_url(urls[0]) and primary.suffix.lower() in VIDEO_SUFFIXES:
+        primary = primary.with_suffix(_url_suffix(urls[0]) or primary.suffix)
     paths = [primary]
     for index, url in enumerate(urls[1:], start=2):
-        suffix = PurePosixPath(urlsplit(url).path).suffix or primary.suffix
-        if not suffix.isascii() or len(suffix) > 8:
-            suffix = primary.suffix
+        suffix = _url_suffix(url) or primary.suffix
         paths.append(primary.with_name(f"{primary.stem}~{index}{suffix}"))
     return paths
+
+
+def is_image_url(url: str) -> bool:
+    """Whether the URL's path names an image file."""
+    return (_url_suffix(url) or "").lower() in IMAGE_SUFFIXES
+
+
+def _url_suffix(url: str) -> str | None:
+    """The extension of the URL's path, when it is a plausible one."""
+    suffix = PurePosixPath(urlsplit(url).path).suffix
+    return suffix if suffix and suffix.isascii() and len(suffix) <= 8 else None
 
 
 def aside_name(path: Path, revision: int) -> Path:

@@ -13,8 +13,8 @@ import httpx
 
 from batchrun.domain import Job
 from batchrun.download import sha256_file
-from batchrun.errors import BatchrunError, DownloadError, PermanentDownloadError
-from batchrun.outputs import destinations, keep_aside, sidecar_document, sidecar_path, write_json_atomically
+from batchrun.errors import BatchrunError, DownloadError, NotAFileError, PermanentDownloadError
+from batchrun.outputs import destinations, is_image_url, keep_aside, sidecar_document, sidecar_path, write_json_atomically
 from batchrun.states import JobState
 from batchrun.store import StaleJobError
 
@@ -67,6 +67,11 @@ class Downloading:
                 if not fresh:
                     raise refused from None
                 files = await self._fetch_all(job, fresh)
+        except NotAFileError as error:
+            # the video is paid for and may still come: never a failed job for a blank answer
+            self.store.record_event(job.id, "download_error", {"error": error.message})
+            self.progress.message(f"{job.key}: {error.message}; left in `downloading`, the next run tries again")
+            return
         except PermanentDownloadError as error:
             self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
             return
@@ -81,6 +86,10 @@ class Downloading:
             self.progress.message(f"{job.key}: download interrupted ({message}); the next run resumes it")
             return
         primary = files[0]
+        if is_image_url(primary["url"]):
+            self.store.record_event(job.id, "no_video_in_output", {"url": primary["url"]})
+            self.progress.message(f"{job.key}: RunComfy's output holds no video; kept its image as "
+                                  f"{Path(primary['path']).name}")
         await anyio.to_thread.run_sync(  # it fsyncs: keep the event loop free meanwhile
             write_json_atomically,
             sidecar_path(Path(primary["path"])),

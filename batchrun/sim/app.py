@@ -38,7 +38,7 @@ _REQUEST_PATTERNS = {
     "result": _request_pattern(protocol.result_path),
     "cancel": _request_pattern(protocol.cancel_path),
 }
-_FILE_RE = re.compile(r"^/files/(?P<id>[^/]+)/" + re.escape(FILE_NAME) + "$")
+_FILE_RE = re.compile(r"^/files/(?P<id>[^/]+)/(?:" + re.escape(FILE_NAME) + r"|output\.png)$")
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 _ALT_SPELLING = {protocol.COMPLETED: protocol.SUCCEEDED, protocol.CANCELLED: protocol.CANCELED}
@@ -88,6 +88,7 @@ class App:
         self.config = config
         self.engine = engine
         self.faults: Faults = config.faults
+        self.blank_files = config.blank_files
         self.token = config.token
         self.api_host = "127.0.0.1"
         self.port = 0
@@ -134,6 +135,10 @@ class App:
             if "authorization" in headers:
                 with self.engine.lock:
                     self.engine.authorization_headers_on_files += 1
+            if self.blank_files == "html":
+                return _html_answer(200, "OK")
+            if self.blank_files == "empty":
+                return Answer(200, [(b"content-type", CONTENT_TYPE.encode()), (b"content-length", b"0")], [b""], 0)
             return self._file(method, route, headers)
         auth = self._authenticate(headers)
         if auth is not None:
@@ -257,7 +262,10 @@ class App:
                 with self.engine.lock:
                     seen = self._results_given[job.request_id] = self._results_given.get(job.request_id, 0) + 1
                 url += f"?sig={seen}"  # only the first signature is expired
-            answer["output"] = {"videos": [url]} if self._alt else {"video": url}
+            if self.config.image_only_output:
+                answer["output"] = {"image": url.replace(FILE_NAME, "output.png")}
+            else:
+                answer["output"] = {"videos": [url]} if self._alt else {"video": url}
             if self.config.extra_output_url:
                 answer["output"]["images"] = [self.config.extra_output_url]
         if job.status == protocol.FAILED:

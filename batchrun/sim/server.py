@@ -131,6 +131,10 @@ class Simulator:
     def set_faults(self, faults: Faults) -> None:
         self.app.faults = faults
 
+    def set_blank_files(self, kind: str | None) -> None:
+        """``"html"`` or ``"empty"``: file URLs answer 200 with a web page or nothing; None: files."""
+        self.app.blank_files = kind
+
     def set_balance(self, usd: float | None) -> None:
         self.engine.set_balance(usd)
 

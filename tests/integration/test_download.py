@@ -274,3 +274,24 @@ def test_a_disk_error_while_the_server_stalls_surfaces_as_itself(big_file: Any, 
         fetch(big_file.url, dest, timeout=3.0, retry=RetryPolicy(max_attempts=1))  # not a read timeout
     assert caught.value.errno == errno.ENOSPC
     assert not dest.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<!DOCTYPE html><html><body>Sign in</body></html>", b"\xef\xbb\xbf\n  <HTML>\n<p>moved</p>"],
+)
+def test_a_2xx_that_holds_no_file_is_refused_and_leaves_nothing(big_file: Any, tmp_path: Path, body: bytes) -> None:
+    """An empty body or an HTML page (even without a text/html type) is never saved as the video."""
+    from batchrun.errors import NotAFileError
+
+    big_file.body = body
+    with pytest.raises(NotAFileError, match="empty body|web page"):
+        fetch(big_file.url, tmp_path / "out" / "clip.mp4")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_file_that_merely_contains_html_later_is_kept(big_file: Any, tmp_path: Path) -> None:
+    """Only the start of the body decides: a video that happens to hold `<html` bytes is fine."""
+    big_file.body = b"\x00\x00\x00\x18ftypmp42" + b"<html>" * 100
+    got = fetch(big_file.url, tmp_path / "clip.mp4")
+    assert got.size == len(big_file.body) and (tmp_path / "clip.mp4").read_bytes() == big_file.body

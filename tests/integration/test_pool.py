@@ -450,3 +450,33 @@ def test_a_refused_submit_is_posted_again_after_the_wait_and_charged_once(campai
     assert simulator.stats().jobs_created == 6
     per_job = campaign.jobs()[0].estimated_cost
     assert campaign.store.committed_cost(campaign.report.campaign_id) == pytest.approx(6 * per_job)
+
+
+@pytest.mark.parametrize("blank", ["html", "empty"])
+def test_a_blank_answer_from_the_file_host_is_never_a_done_job(campaign_factory, make_simulator, blank):
+    """A 200 carrying a web page or nothing is not the video: no file is written, the job stays
+    `downloading` (paid for, not failed) and the next run downloads the real file."""
+    simulator = make_simulator(blank_files=blank)
+    campaign = campaign_factory(2)
+    first = campaign.run(simulator)
+    assert first.exit_code != 0
+    assert first.counts[JobState.DOWNLOADING] == 2 and first.counts[JobState.DONE] == 0
+    assert not [p for p in campaign.output_dir.rglob("*") if p.is_file()]
+    simulator.set_blank_files(None)
+    second = campaign.run(simulator)
+    assert second.exit_code == 0 and second.counts[JobState.DONE] == 2
+    assert simulator.stats().jobs_created == 2
+    served = simulator.served_files()
+    for job in campaign.jobs():
+        assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == served[job.result_urls[0]]
+
+
+def test_an_output_without_a_video_is_kept_under_the_images_own_name(campaign_factory, make_simulator):
+    """RunComfy's output may hold only images: the file keeps its .png name, never `<id>.mp4`."""
+    simulator = make_simulator(image_only_output=True)
+    campaign = campaign_factory(1)
+    summary = campaign.run(simulator)
+    [job] = campaign.jobs()
+    assert summary.counts[JobState.DONE] == 1
+    assert Path(job.output_path).name == "shot000.png"
+    assert "no_video_in_output" in [e.kind for e in campaign.store.history(job.id)]

@@ -138,6 +138,15 @@ def test_destinations_of_extra_files_never_take_another_jobs_name():
     assert [p.name for p in paths] == ["a.mp4", "a~2.mp4", "a~3.png"]
 
 
+def test_an_image_first_output_never_takes_a_video_name():
+    """No video in the output: the image keeps its own extension; a name the user chose that is
+    not a video name is kept as it is."""
+    assert [p.name for p in destinations(Path("/o"), "a.mp4", ["https://x/f.JPG?sig=1", "https://x/g"])] == [
+        "a.JPG", "a~2.JPG"]
+    assert [p.name for p in destinations(Path("/o"), "a.mp4", ["https://x/video"])] == ["a.mp4"]
+    assert [p.name for p in destinations(Path("/o"), "a.bin", ["https://x/f.png"])] == ["a.bin"]
+
+
 def test_a_completed_job_without_output_is_asked_again_for_about_a_minute():
     """`completed` with no output yet is polled again over ~a minute before the job is failed."""
     assert 50 <= sum(EMPTY_OUTPUT_WAITS) <= 120
