@@ -71,6 +71,18 @@ def keep_aside(path: Path, revision: int) -> Path:
     return target
 
 
+def rename_output(current: Path, target: Path) -> bool:
+    """Move a job's file (and its sidecar) to ``target``; False, moving nothing, when ``target``
+    or its sidecar is already taken."""
+    if target.exists() or sidecar_path(target).exists():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(current, target)
+    if sidecar_path(current).exists():
+        os.replace(sidecar_path(current), sidecar_path(target))
+    return True
+
+
 def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 

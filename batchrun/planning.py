@@ -16,7 +16,9 @@ from batchrun.cost import PriceTable, load_price_file
 from batchrun.domain import JobSpec
 from batchrun.errors import ConfigError
 from batchrun.manifest import Campaign, load_campaign
+from batchrun.outputs import rename_output
 from batchrun.store import Store
+from batchrun.store.planning import Move
 from batchrun.validation import effective_input
 
 
@@ -172,6 +174,7 @@ def plan_campaign(
             yield spec
 
     counts = store.apply_plan(record.id, counted(), cost=lambda spec: costs.pop(spec.key))
+    notes = move_renamed_files(store, output, counts.moves)
     return PlanReport(
         campaign=campaign,
         estimate=tally.estimate(),
@@ -180,4 +183,29 @@ def plan_campaign(
         budget=campaign.budget if budget is None else budget,
         campaign_id=record.id,
         output_dir=output,
+        notes=tuple(notes),
     )
+
+
+def move_renamed_files(store: Store, output: Path, moves: Iterable[Move]) -> list[str]:
+    """Give done jobs whose output name changed their file under the new name (sidecar too).
+
+    Only a file where the old name put it in this output folder is moved; one kept aside or in
+    another folder stays. Returns a line for each file that could not take its new name. (A
+    crash between the move and the record is repaired by the next run's check of done files.)
+    """
+    notes: list[str] = []
+    for move in moves:
+        current, target = Path(move.output_path), output / move.new_name
+        if current != output / move.old_name or not current.is_file():
+            continue
+        try:
+            moved = rename_output(current, target)
+        except OSError as error:
+            notes.append(f"{move.key}: could not rename {current.name} to {move.new_name}: {error.strerror or error}")
+            continue
+        if not moved:
+            notes.append(f"{move.key}: {move.new_name} already exists; the file stays {current.name}")
+            continue
+        store.update_output_path(move.job_id, str(target))
+    return notes

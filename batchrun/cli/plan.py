@@ -96,10 +96,12 @@ def plan_json(report: planning.PlanReport) -> dict[str, Any]:
             "new": counts.new,
             "unchanged": counts.unchanged,
             "changed": counts.changed,
+            "renamed": counts.renamed,
             "done": counts.done,
             "removed": counts.removed,
             "unlisted_kept": counts.orphaned,
         },
+        "notes": list(report.notes),
         "models": [
             {"model": m.model, "jobs": m.jobs, "seconds": m.seconds, "usd": _cents(m.usd)}
             for m in report.estimate.per_model
@@ -136,10 +138,13 @@ def show_plan(report: planning.PlanReport) -> None:
     out.print(
         f"Jobs      {report.estimate.jobs}: {counts.new} new, {counts.unchanged} unchanged "
         f"({counts.done} already done), {counts.changed} changed"
+        + (f", {counts.renamed} renamed (same input: not generated again)" if counts.renamed else "")
     )
     if counts.removed or counts.orphaned:
         out.print(f"Dropped   {counts.removed + counts.orphaned} job(s) no longer in the manifest: {counts.removed} pending "
                   f"cancelled (never submitted), {counts.orphaned} in flight or done kept")
+    for note in report.notes:
+        out.print(f"Note      {note}")
     models = Table(title=None, show_edge=False, pad_edge=False)
     for column, justify in (("model", "left"), ("jobs", "right"), ("video seconds", "right"), ("estimated USD", "right")):
         models.add_column(column, justify=justify)  # type: ignore[arg-type]

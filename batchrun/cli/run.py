@@ -145,11 +145,14 @@ def run(
             counts = report.counts
             click.echo(
                 f"campaign {campaign.name}: {report.estimate.jobs} jobs ({counts.new} new, {counts.done} done, "
-                f"{counts.changed} changed{f', {counts.removed} dropped from the manifest' if counts.removed else ''}), "
+                f"{counts.changed} changed{f', {counts.renamed} renamed' if counts.renamed else ''}"
+                f"{f', {counts.removed} dropped from the manifest' if counts.removed else ''}), "
                 f"estimate {usd(report.estimate.usd)}"
                 f"{f' (budget {usd(options.budget)})' if options.budget is not None else ''}; "
                 f"{'simulator ' if simulate else ''}{api_url}"
             )
+            for note in report.notes:
+                click.echo(f"note: {note}")
         summary = _execute(
             store, report.campaign_id, campaign.name, output_dir, api_url, token, options, as_json,
             max_bytes=max_file_size * 1024 * 1024,

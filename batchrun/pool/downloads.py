@@ -36,6 +36,11 @@ class Downloading:
                     continue  # another machine's file: that runner verifies it
                 if await anyio.to_thread.run_sync(_file_matches, job):
                     continue
+                renamed = self.output_dir / job.output_name
+                if str(renamed) != job.output_path and await anyio.to_thread.run_sync(_file_matches, job, renamed):
+                    # moved to its new name (a renamed job) but not recorded: a crash in between
+                    self.store.update_output_path(job.id, str(renamed))
+                    continue
                 if not job.result_urls:
                     self.progress.message(f"{job.key}: file missing or corrupt and no result URL recorded")
                     continue
@@ -152,10 +157,11 @@ def _inside(path: str | None, folder: Path) -> bool:
     return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
 
 
-def _file_matches(job: Job) -> bool:
-    if not job.output_path or job.sha256 is None:
+def _file_matches(job: Job, path: Path | None = None) -> bool:
+    """Whether the job's file (or ``path``) is there with the recorded size and sha256."""
+    if path is None and not job.output_path or job.sha256 is None:
         return False
-    path = Path(job.output_path)
+    path = path or Path(job.output_path or "")
     try:
         if path.stat().st_size != job.size:
             return False

@@ -30,11 +30,12 @@ class PlanWriter:
 
     def _load_active(self: Store, c: Connection, campaign_id: int) -> dict[str, Active]:
         query = sa.select(
-            jobs.c.key, jobs.c.id, jobs.c.revision, jobs.c.fingerprint, jobs.c.output_name, jobs.c.state
+            jobs.c.key, jobs.c.id, jobs.c.revision, jobs.c.fingerprint, jobs.c.output_name, jobs.c.state,
+            jobs.c.output_path,
         ).where(jobs.c.campaign_id == campaign_id, self._active)
         return {
-            key: Active(id_, revision, fp, name, JobState(state))
-            for key, id_, revision, fp, name, state in c.execute(query)
+            key: Active(id_, revision, fp, name, JobState(state), path)
+            for key, id_, revision, fp, name, state, path in c.execute(query)
         }
 
     def preview_plan(self: Store, campaign_id: int, specs: Iterable[JobSpec]) -> PlanCounts:
@@ -55,6 +56,11 @@ class PlanWriter:
     ) -> PlanCounts:
         """Insert new jobs and new revisions of changed ones, all or nothing; never deletes.
 
+        A job whose input is unchanged but whose output name changed (a new ``filename``
+        template, a ``takes`` change that adds ``-t1``) keeps its row and takes the new name:
+        it is not generated, nor paid for, again; ``PlanCounts.moves`` lists the done ones, whose
+        files the caller moves.
+
         A changed job keeps its old row (``superseded_at`` set); a pending old row is cancelled,
         an in-flight or done one keeps its state so what was paid for is still finished and kept.
         A pending job the manifest no longer lists is cancelled and retired the same way (it
@@ -74,10 +80,15 @@ class PlanWriter:
                 new_rows: list[dict[str, Any]] = []
                 supersedes: dict[str, int] = {}
                 superseded: list[tuple[Active, int]] = []
+                renamed: list[tuple[Active, str]] = []
                 for spec in page:
                     old = active.get(spec.key)
                     kind = tally.count(spec, old)
                     if kind == "unchanged":
+                        continue
+                    if kind == "renamed":
+                        assert old is not None
+                        renamed.append((old, spec.output_name))
                         continue
                     revision = retired.get(spec.key, 0) + 1
                     if kind == "changed":
@@ -86,6 +97,8 @@ class PlanWriter:
                         superseded.append((old, revision))
                         supersedes[spec.key] = old.id
                     new_rows.append(new_row(spec, revision, cost(spec)))
+                if renamed:
+                    self._rename(c, renamed, now)
                 if superseded:
                     self._supersede(c, superseded, now)
                 if new_rows:
@@ -131,6 +144,20 @@ class PlanWriter:
                 sa.insert(events).values(at=now, kind="planned", from_state=None, to_state=JobState.PENDING.value),
                 [{"job_id": job_id, "detail": {"supersedes": supersedes[key]}} for job_id, key in revised],
             )
+
+    @staticmethod
+    def _rename(c: Connection, rows: list[tuple[Active, str]], now: datetime) -> None:
+        """Give jobs whose input is unchanged their new output name, whatever their state (one
+        executemany): a pending or in-flight job downloads under it, a done one keeps its row."""
+        bind = sa.bindparam
+        c.execute(
+            sa.update(jobs).where(jobs.c.id == bind("old_id")).values(output_name=bind("new_name"), updated_at=now),
+            [{"old_id": old.id, "new_name": name} for old, name in rows],
+        )
+        c.execute(
+            sa.insert(events).values(at=now, kind="renamed", from_state=None, to_state=None),
+            [{"job_id": old.id, "detail": {"from": old.output_name, "to": name}} for old, name in rows],
+        )
 
     def _supersede(self: Store, c: Connection, rows: list[tuple[Active, int]], now: datetime) -> None:
         """Mark old revisions superseded (one executemany); pending ones are cancelled too."""

@@ -24,12 +24,25 @@ class PlanCounts:
 
     new: int = 0  #: keys not seen before: inserted as pending revision 1
     unchanged: int = 0  #: same fingerprint and output name: nothing written (includes ``done``)
-    changed: int = 0  #: different fingerprint or output name: a new revision was inserted
+    changed: int = 0  #: different fingerprint (what RunComfy is sent): a new revision was inserted
+    renamed: int = 0  #: same fingerprint, new output name: the name is updated, nothing regenerated
     done: int = 0  #: unchanged and already done
     total: int = 0  #: specs in the manifest
     orphaned: int = 0  #: active keys the manifest no longer lists, in flight or finished (left alone)
     removed: int = 0  #: pending keys the manifest no longer lists: cancelled, never submitted
     superseded_keys: tuple[str, ...] = field(default=())  #: a sample (up to 20) of changed keys
+    moves: tuple[Move, ...] = field(default=())  #: done jobs renamed: their files to move
+
+
+@dataclass(frozen=True)
+class Move:
+    """A done job whose output name changed: its file should take the new name."""
+
+    job_id: int
+    key: str
+    output_path: str
+    old_name: str
+    new_name: str
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class Active:
     fingerprint: str
     output_name: str
     state: JobState
+    output_path: str | None = None
 
 
 def new_row(spec: JobSpec, revision: int, cost: float | None) -> dict[str, Any]:
@@ -63,8 +77,9 @@ class Tally:
     def __init__(self, existing: int) -> None:
         self.existing = existing
         self.seen: set[str] = set()
-        self.new = self.unchanged = self.changed = self.done = self.matched = 0
+        self.new = self.unchanged = self.changed = self.renamed = self.done = self.matched = 0
         self.sample: list[str] = []
+        self.moves: list[Move] = []
 
     def count(self, spec: JobSpec, old: Active | None) -> str:
         if spec.key in self.seen:
@@ -74,7 +89,12 @@ class Tally:
             self.new += 1
             return "new"
         self.matched += 1
-        if old.fingerprint == spec.fingerprint and old.output_name == spec.output_name:
+        if old.fingerprint == spec.fingerprint:
+            if old.output_name != spec.output_name:  # the same video under another name: never paid again
+                self.renamed += 1
+                if old.state is JobState.DONE and old.output_path:
+                    self.moves.append(Move(old.id, spec.key, old.output_path, old.output_name, spec.output_name))
+                return "renamed"
             self.unchanged += 1
             if old.state is JobState.DONE:
                 self.done += 1
@@ -93,9 +113,11 @@ class Tally:
             new=self.new,
             unchanged=self.unchanged,
             changed=self.changed,
+            renamed=self.renamed,
             done=self.done,
             total=len(self.seen),
             orphaned=self.existing - self.matched - removed,
             removed=removed,
             superseded_keys=tuple(self.sample),
+            moves=tuple(self.moves),
         )

@@ -84,13 +84,14 @@ def test_plan_stores_jobs_once_and_reports_counts_and_cost(isolated_env):
     first = batchrun("plan", str(path), "--json")
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
-    assert data["counts"] == {"new": 2, "unchanged": 0, "changed": 0, "done": 0, "removed": 0, "unlisted_kept": 0}
+    assert data["counts"] == {"new": 2, "unchanged": 0, "changed": 0, "renamed": 0, "done": 0, "removed": 0,
+                              "unlisted_kept": 0}
     # 5 s with sound at $0.168 + 5 s silent at $0.112
     assert data["models"] == [{"model": T2V, "jobs": 2, "seconds": 10, "usd": pytest.approx(1.40)}]
     assert (isolated_env / "shorts.batchrun.db").exists()
     assert oct((isolated_env / "shorts.batchrun.db").stat().st_mode & 0o777) == "0o600"
     again = json.loads(batchrun("plan", str(path), "--json").stdout)
-    assert again["counts"] == {"new": 0, "unchanged": 2, "changed": 0, "done": 0, "removed": 0, "unlisted_kept": 0}
+    assert again["counts"] == {"new": 0, "unchanged": 2, "changed": 0, "renamed": 0, "done": 0, "removed": 0, "unlisted_kept": 0}
 
 
 def test_plan_shows_effective_values_but_stores_only_what_was_written(isolated_env):
@@ -110,7 +111,7 @@ def test_editing_one_job_changes_only_that_job(isolated_env):
     batchrun("plan", str(path))
     path.write_text(GOOD.replace("sunrise over dunes", "sunset over dunes"))
     data = json.loads(batchrun("plan", str(path), "--json").stdout)
-    assert data["counts"] == {"new": 0, "unchanged": 1, "changed": 1, "done": 0, "removed": 0, "unlisted_kept": 0}
+    assert data["counts"] == {"new": 0, "unchanged": 1, "changed": 1, "renamed": 0, "done": 0, "removed": 0, "unlisted_kept": 0}
 
 
 def test_budget_is_compared_with_the_estimate(isolated_env):

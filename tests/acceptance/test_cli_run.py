@@ -83,6 +83,29 @@ def test_jobs_dropped_from_the_manifest_are_not_submitted(isolated_env):
     assert sorted(v.name for v in (isolated_env / "videos").glob("*.mp4")) == ["clip000.mp4", "clip001.mp4"]
 
 
+def test_a_new_file_name_renames_done_videos_and_pays_for_nothing_again(isolated_env, make_simulator):
+    """Going from 1 take to 2 turns `clip000.mp4` into `clip000-t1.mp4`: the done video (and its
+    sidecar) is moved, only the new takes are generated, and a taken name is reported, not overwritten."""
+    simulator = make_simulator()
+    token = {"RUNCOMFY_API_TOKEN": simulator.config.token}
+    path = manifest(isolated_env, 2)
+    assert batchrun("run", str(path), "--base-url", simulator.base_url, env=token).returncode == 0
+    videos = isolated_env / "videos"
+    first = (videos / "clip000.mp4").read_bytes()
+    (videos / "clip001-t1.mp4").write_bytes(b"the user's own file")
+    path.write_text(path.read_text().replace("defaults:", "takes: 2\ndefaults:"))
+    plan = json.loads(batchrun("plan", str(path), "--json").stdout)
+    assert (plan["counts"]["renamed"], plan["counts"]["changed"], plan["counts"]["new"]) == (2, 0, 2)
+    assert plan["notes"] == ["clip001-t1: clip001-t1.mp4 already exists; the file stays clip001.mp4"]
+    assert (videos / "clip000-t1.mp4").read_bytes() == first and not (videos / "clip000.mp4").exists()
+    assert json.loads((videos / "clip000-t1.mp4.json").read_text())["job_key"] == "clip000-t1"
+    result = batchrun("run", str(path), "--base-url", simulator.base_url, "--json", env=token)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["submitted"] == 2 and simulator.stats().jobs_created == 4
+    assert (videos / "clip001-t1.mp4").read_bytes() == b"the user's own file"
+    assert (videos / "clip000-t2.mp4").exists() and (videos / "clip001-t2.mp4").exists()
+
+
 def test_missing_token_is_one_line_and_exit_2_before_anything_happens(isolated_env):
     """Without RUNCOMFY_API_TOKEN (and no --simulate) the run refuses at once, writing nothing."""
     path = manifest(isolated_env, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -480,3 +481,20 @@ def test_an_output_without_a_video_is_kept_under_the_images_own_name(campaign_fa
     assert summary.counts[JobState.DONE] == 1
     assert Path(job.output_path).name == "shot000.png"
     assert "no_video_in_output" in [e.kind for e in campaign.store.history(job.id)]
+
+
+def test_a_renamed_file_whose_move_was_not_recorded_is_found_not_downloaded_again(campaign_factory, make_simulator):
+    """A crash between moving a renamed job's file and recording it: the next run finds the file
+    under the new name (same size and sha256) and records it, without fetching it again."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    campaign.run(simulator)
+    [job] = campaign.jobs()
+    spec = next(iter(campaign.loaded.jobs()))
+    renamed = dataclasses.replace(spec, output_name="renamed.mp4")
+    campaign.store.apply_plan(campaign.report.campaign_id, [renamed])  # the plan, without its file moves
+    Path(job.output_path).rename(campaign.output_dir / "renamed.mp4")
+    files_before = simulator.stats().requests["file"]
+    summary = campaign.run(simulator)
+    assert summary.exit_code == 0 and simulator.stats().requests["file"] == files_before
+    assert campaign.store.get_job(job.id).output_path == str(campaign.output_dir / "renamed.mp4")

@@ -209,7 +209,7 @@ def test_changed_done_job_keeps_its_file_record(any_store: Store, campaign_id: i
     job = _finish(any_store, any_store.get_job_by_key(campaign_id, "a").id)  # type: ignore[union-attr]
     counts = any_store.apply_plan(campaign_id, [make_spec("a")])
     assert (counts.unchanged, counts.done) == (1, 1)
-    counts = any_store.apply_plan(campaign_id, [make_spec("a", output_name="renamed.mp4")])
+    counts = any_store.apply_plan(campaign_id, [make_spec("a", "edited", output_name="renamed.mp4")])
     assert counts.changed == 1
     kept = any_store.get_job(job.id)
     assert kept is not None and kept.state is JobState.DONE
@@ -222,6 +222,28 @@ def test_changed_done_job_keeps_its_file_record(any_store: Store, campaign_id: i
     moved = any_store.update_output_path(job.id, "out/a.rev1.mp4")
     assert moved.output_path == "out/a.rev1.mp4" and moved.state is JobState.DONE
     assert any_store.find_by_output_path("out/a.mp4") == []
+
+
+def test_a_new_output_name_alone_renames_the_job_and_never_generates_it_again(
+    any_store: Store, campaign_id: int, make_spec: Spec
+) -> None:
+    """Same input, new file name (a new filename template, `takes` adding -t1): the row keeps its
+    state, revision and request, takes the new name, and a done one is listed for its file's move."""
+    any_store.apply_plan(campaign_id, [make_spec("a"), make_spec("b")])
+    done = _finish(any_store, any_store.get_job_by_key(campaign_id, "a").id)  # type: ignore[union-attr]
+    pending = any_store.get_job_by_key(campaign_id, "b")
+    counts = any_store.apply_plan(
+        campaign_id, [make_spec("a", output_name="new-a.mp4"), make_spec("b", output_name="new-b.mp4")]
+    )
+    assert (counts.renamed, counts.changed, counts.new) == (2, 0, 0)
+    assert [(m.job_id, m.output_path, m.old_name, m.new_name) for m in counts.moves] == [
+        (done.id, "out/a.mp4", "a.mp4", "new-a.mp4")]
+    a, b = any_store.get_job(done.id), any_store.get_job(pending.id)  # type: ignore[union-attr]
+    assert (a.state, a.revision, a.output_name, a.output_path) == (JobState.DONE, 1, "new-a.mp4", "out/a.mp4")
+    assert (b.state, b.revision, b.output_name) == (JobState.PENDING, 1, "new-b.mp4")
+    assert any_store.history(done.id)[-1].detail == {"from": "a.mp4", "to": "new-a.mp4"}
+    again = any_store.apply_plan(campaign_id, [make_spec("a", output_name="new-a.mp4"), make_spec("b", output_name="new-b.mp4")])
+    assert (again.unchanged, again.renamed, again.done) == (2, 0, 1)
 
 
 def test_in_flight_old_revision_stays_in_flight(any_store: Store, campaign_id: int, make_spec: Spec) -> None:
