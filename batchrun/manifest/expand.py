@@ -318,6 +318,20 @@ def value_slug(text: str) -> str:
     return slug or "v"
 
 
+def unsafe_campaign_name(name: str) -> str | None:
+    """Why ``name`` cannot name a campaign (it names the folder `<name>-output` and is the
+    `{campaign}` variable of file names), or None when it can."""
+    if len(name) > 200:
+        return "is longer than 200 characters"
+    if _CONTROL.search(name):
+        return "contains a control character"
+    if "/" in name or "\\" in name:
+        return "contains `/` or `\\`; a campaign name is one folder name"
+    if name in (".", ".."):
+        return f"cannot be `{name}`"
+    return None
+
+
 def unsafe_name(name: str) -> str | None:
     """Why ``name`` is not a safe relative file path, or None when it is."""
     if not name:

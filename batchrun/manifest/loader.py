@@ -19,7 +19,7 @@ from batchrun.cost import PriceTable
 from batchrun.errors import ConfigError, Location, ManifestError, Problem
 from batchrun.manifest import csvrows, templates, yamlnodes
 from batchrun.manifest.campaign import Campaign
-from batchrun.manifest.expand import Matrix, Plan, Sink, Source, value_slug
+from batchrun.manifest.expand import Matrix, Plan, Sink, Source, unsafe_campaign_name, value_slug
 from batchrun.validation import FieldIssue, coerce_text
 
 TOP_KEYS = ("name", "model", "defaults", "jobs", "matrix", "csv", "takes", "output", "budget", "prices")
@@ -68,7 +68,6 @@ class Loader:
         self.matrix_keys: list[str] = []
         self.used: set[str] = set()
         self.template_failed = False  #: set by ``checked``; a job with a broken template is not expanded
-        self.skip_walk = False  #: a broken default or matrix value would make every job repeat it
 
     # -- locations ------------------------------------------------------------------------------
 
@@ -163,7 +162,7 @@ class Loader:
         return self.build(top, prices)
 
     def build(self, top: dict[str, Any], prices: PriceTable | None) -> Campaign:
-        name = self.text_value(top, "name") or self.path.stem
+        name = self.campaign_name(top)
         manifest_model = self.text_value(top, "model")
         default_model = self.flag_model or manifest_model
         model_location = None if self.flag_model else (self.at(("model",)) if manifest_model else None)
@@ -216,10 +215,10 @@ class Loader:
         for i, key in enumerate(matrix.keys):
             if key in field_keys:
                 for j, value in enumerate(matrix.values[i]):
-                    self.template_failed = False
                     matrix.values[i][j] = self.checked(value, lambda sub, i=i, j=j: matrix.locate(i, j, sub),
                                                        (key,))
-                    self.skip_walk |= self.template_failed
+            else:
+                self.literal_matrix_values(matrix, i)
         if sources and all(s.info is not None for s in sources):
             for key in matrix.keys:
                 if key not in field_keys and key not in self.used:
@@ -241,8 +240,7 @@ class Loader:
             raise ManifestError(self.sink.problems())
         plan = Plan(campaign=name, defaults=defaults, locate_default=lambda p: self.at(("defaults", *p)),
                     matrix=matrix, sources=sources, filename=filename, filename_location=filename_location)
-        if not self.skip_walk:
-            plan.check(self.sink)
+        plan.check(self.sink)  # a broken default was escaped: jobs are still checked, once each
         problems = self.sink.problems()
         if problems:
             raise ManifestError(problems)
@@ -288,6 +286,18 @@ class Loader:
             self.problem(self.at((key,)), key, f"must be a non-empty string (got {_kind(value)})")
             return None
         return value.strip()
+
+    def campaign_name(self, top: Mapping[str, Any]) -> str:
+        """The campaign's name (default: the manifest's file name): it names the default output
+        folder `<name>-output` and is the `{campaign}` variable, so it must be one safe folder name."""
+        name = self.text_value(top, "name")
+        if name is None:
+            return self.path.stem
+        why = unsafe_campaign_name(name)
+        if why is not None:
+            self.problem(self.at(("name",)), "name", f"campaign name {why}")
+            return self.path.stem
+        return name
 
     def takes_value(self, value: Any, location: Location, label: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -351,6 +361,28 @@ class Loader:
         matrix.locate = lambda i, j, sub: self.at(("matrix", keys[i], j, *sub))
         return matrix
 
+    def literal_matrix_values(self, matrix: Matrix, i: int) -> None:
+        """The values of a matrix key that sets no field (it is only substituted into prompts,
+        ids and file names) follow the brace rules of every other string: `{{`/`}}` are literal
+        braces, and a `{name}` is refused, since a substituted value is never expanded again."""
+        key = matrix.keys[i]
+        for j, value in enumerate(matrix.values[i]):
+            if not isinstance(value, str) or not templates.needs_render(value):
+                continue
+            location = matrix.locate(i, j, ())
+            try:
+                template = templates.compile_template(value)
+            except templates.TemplateError as error:
+                self.problem(location, f"matrix.{key}", str(error))
+                continue
+            used = templates.names(template)
+            if used:
+                self.problem(location, f"matrix.{key}", f"a matrix value cannot use a variable (`{{{used[0]}}}`) "
+                             "unless its key is an input field; write `{{` and `}}` for literal braces")
+                continue
+            matrix.values[i][j] = matrix.texts[i][j] = templates.render(template, {})
+        matrix.slugs[i] = _distinct_slugs(matrix.texts[i])
+
     def defaults_value(self, value: Any) -> dict[str, Any]:
         if value is None:
             return {}
@@ -367,9 +399,7 @@ class Loader:
                 self.problem(self.at(("defaults", key), key=True), f"defaults.{key}",
                              f"`{key}` is not an input field; put it {where}")
             else:
-                self.template_failed = False
                 result[key] = self.checked(item, lambda sub, key=key: self.at(("defaults", key, *sub)), (key,))
-                self.skip_walk |= self.template_failed
         return result
 
     def output_value(self, value: Any, name: str) -> tuple[Path, templates.Template | None, Location | None]:

@@ -265,8 +265,35 @@ def _rough_depth(text: str) -> int:
     return deepest + dashes
 
 
+#: YAML 1.1 (PyYAML) counts NEL, LS and PS as line breaks: every line number after one would be
+#: off by one, and a NEL inside a quoted string would be folded into a space. YAML 1.2 reads them
+#: as ordinary characters; so does batchrun, by parsing with stand-ins (noncharacters that no
+#: text carries) and putting the originals back into every string.
+_STAND_INS = {"\x85": "\ufdd0", "\u2028": "\ufdd1", "\u2029": "\ufdd2"}
+_TO_STAND_INS = str.maketrans(_STAND_INS)
+_FROM_STAND_INS = str.maketrans({v: k for k, v in _STAND_INS.items()})
+
+
+def _restored(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.translate(_FROM_STAND_INS)
+    if isinstance(value, list):
+        return [_restored(item) for item in value]
+    if isinstance(value, dict):
+        return {_restored(k): _restored(v) for k, v in value.items()}
+    return value
+
+
 def parse(text: str, path: str) -> Document:
     """Parse YAML ``text``; syntax errors and the other refusals are in ``Document.problems``."""
+    swapped = any(c in text for c in _STAND_INS) and not any(c in text for c in _STAND_INS.values())
+    doc = _parse(text.translate(_TO_STAND_INS) if swapped else text, path)
+    if swapped:
+        doc.value = _restored(doc.value)
+    return doc
+
+
+def _parse(text: str, path: str) -> Document:
     doc = Document(path=path, value=None, root=None)
     try:
         root = yaml.compose(text, Loader=_Loader if _rough_depth(text) <= SAFE_C_DEPTH else _PyLoader)

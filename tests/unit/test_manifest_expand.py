@@ -435,3 +435,31 @@ def test_duplicate_id_is_reported_even_when_the_first_job_is_invalid(tmp_path):
     lines = caught.value.lines()
     assert any(":5:" in line and "duration" in line for line in lines)
     assert any(":6:" in line and "duplicate id `a`" in line for line in lines)
+
+
+def test_matrix_values_follow_the_brace_rules_of_every_string(tmp_path: Path) -> None:
+    """`{{`/`}}` in a matrix value are literal braces, as in a prompt: RunComfy gets `{x}`."""
+    path = write(tmp_path, f"""
+        name: spring ads
+        model: {T2V}
+        matrix:
+          mood: ["calm {{{{sic}}}}", plain]
+        jobs:
+          - id: "a-{{mood}}"
+            prompt: "a harbour, {{mood}}"
+    """)
+    campaign = load_campaign(path)
+    assert [spec.input["prompt"] for spec in campaign.jobs()] == ["a harbour, calm {sic}", "a harbour, plain"]
+    assert campaign.name == "spring ads" and campaign.output_dir.name == "spring ads-output"
+
+
+def test_unicode_line_separators_in_a_prompt_are_kept_as_written(tmp_path: Path) -> None:
+    """NEL, LS and PS are ordinary characters in YAML 1.2: RunComfy gets them, not a space."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs:
+          - prompt: "one\u0085two\u2028three\u2029four"
+          - prompt: 'plain\u0085single'
+    """)
+    assert [spec.input["prompt"] for spec in load_campaign(path).jobs()] == [
+        "one\x85two\u2028three\u2029four", "plain\x85single"]
