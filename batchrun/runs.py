@@ -61,6 +61,8 @@ class RunOptions:
     #: `submitting` policy), so this bounds what a kill -9 can leave unknown; submits are fast
     #: next to generation times, so a few lanes keep the in-flight cap full.
     submit_parallelism: int = 4
+    #: seconds after which a download that outlived its retries is tried again in the same run
+    download_retry_delays: tuple[float, ...] = (60.0, 300.0, 900.0)
     runner_id: str = field(default_factory=lambda: new_runner_id())  #: who holds this run's leases
     lease_seconds: float = 60.0  #: a runner silent this long is presumed dead; others take its jobs
     #: this runner's own cap; ``concurrency`` is then the campaign-wide cap of all runners together

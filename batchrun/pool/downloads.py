@@ -75,7 +75,7 @@ class Downloading:
         except NotAFileError as error:
             # the video is paid for and may still come: never a failed job for a blank answer
             self.store.record_event(job.id, "download_error", {"error": error.message})
-            self.progress.message(f"{job.key}: {error.message}; left in `downloading`, the next run tries again")
+            self._download_later(job, error.message)
             return
         except PermanentDownloadError as error:
             self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
@@ -88,7 +88,7 @@ class Downloading:
         except (DownloadError, httpx.HTTPError) as error:
             message = getattr(error, "message", None) or str(error) or type(error).__name__
             self.store.record_event(job.id, "download_error", {"error": message})
-            self.progress.message(f"{job.key}: download interrupted ({message}); the next run resumes it")
+            self._download_later(job, message)
             return
         primary = files[0]
         if is_image_url(primary["url"]):
@@ -109,6 +109,30 @@ class Downloading:
             return
         self.summary.downloaded += 1
         self._moved(done, JobState.DOWNLOADING, JobState.DONE)
+
+    def _download_later(self: Runner, job: Job, message: str) -> None:
+        """A download that outlived its retries (a file host down for minutes) is tried again
+        after each of ``RunOptions.download_retry_delays``, so a short outage does not end an overnight run with
+        unfinished jobs; past those, or once the run is stopping, the next run resumes it."""
+        delays = self.options.download_retry_delays
+        tries = self._later_downloads[job.id] = self._later_downloads.get(job.id, 0) + 1
+        if tries > len(delays) or self._stop_submitting:
+            self.progress.message(f"{job.key}: download interrupted ({message}); the next run resumes it")
+            return
+        delay = delays[tries - 1]
+        self.progress.message(f"{job.key}: download interrupted ({message}); trying again in {delay:.0f}s")
+        self._active += 1
+        assert self._tg is not None
+        self._tg.start_soon(self._requeue_download, job, delay)
+
+    async def _requeue_download(self: Runner, job: Job, delay: float) -> None:
+        """Hand the job back to the download workers after ``delay`` (sooner: never, on a stop)."""
+        await self._sleep_unless_stopped(delay)
+        if self._stop_submitting:
+            self.progress.message(f"{job.key}: download left for the next run (the run is stopping)")
+            self._finish_one()
+            return
+        self._download_send.send_nowait(job)  # the worker's own _finish_one ends this one
 
     async def _fetch_all(self: Runner, job: Job, urls: Sequence[str]) -> list[dict[str, Any]]:
         """Every file of the job's output; the first (the video) must arrive, the others are extras:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -69,6 +70,7 @@ class Runner(Submitting, Polling, Downloading):
         self._submitting_now = 0  # submit tasks alive (they may hand their job back to pending)
         self._deferrals: dict[int, int] = {}  # job id -> submits that ran out of retries this run
         self._given_up: set[int] = set()  # jobs not to claim again this run
+        self._later_downloads: dict[int, int] = {}  # job id -> downloads put off for later this run
         self._cooldown = 0.0
         self._pause_until = 0.0
 
@@ -201,6 +203,18 @@ class Runner(Submitting, Polling, Downloading):
         return False
 
     # ------------------------------------------------------------------ bookkeeping
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        """Wait ``seconds`` (before posting or downloading again), or less when the run stops
+        submitting meanwhile."""
+        async with anyio.create_task_group() as tg:
+
+            async def wake_after(waiting: Callable[[], Awaitable[object]]) -> None:
+                await waiting()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wake_after, lambda: self.clock.sleep(seconds))
+            tg.start_soon(wake_after, self._stopped.wait)
 
     def _moved(self, job: Job, old: JobState | None, new: JobState, note: str | None = None) -> None:
         self.progress.moved(job.key, old, new, note)

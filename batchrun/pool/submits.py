@@ -8,7 +8,6 @@ that was lost follows the ``--on-unknown-submit`` policy.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -178,17 +177,6 @@ class Submitting:
         due = self.schedule.first_due(submitted_at=now, now=now, **self._learned(job.model))
         self._push(due, tracked)
         return "submitted"
-
-    async def _sleep_unless_stopped(self: Runner, seconds: float) -> None:
-        """Wait ``seconds`` before the next POST, or less when the run stops submitting meanwhile."""
-        async with anyio.create_task_group() as tg:
-
-            async def wake_after(waiting: Callable[[], Awaitable[object]]) -> None:
-                await waiting()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(wake_after, lambda: self.clock.sleep(seconds))
-            tg.start_soon(wake_after, self._stopped.wait)
 
     def _back_to_pending(self: Runner, job: Job, error: BaseException) -> None:
         self.store.return_unsubmitted(job.id, f"not submitted: {message_of(error)}")

@@ -459,7 +459,7 @@ def test_a_blank_answer_from_the_file_host_is_never_a_done_job(campaign_factory,
     `downloading` (paid for, not failed) and the next run downloads the real file."""
     simulator = make_simulator(blank_files=blank)
     campaign = campaign_factory(2)
-    first = campaign.run(simulator)
+    first = campaign.run(simulator, download_retry_delays=())
     assert first.exit_code != 0
     assert first.counts[JobState.DOWNLOADING] == 2 and first.counts[JobState.DONE] == 0
     assert not [p for p in campaign.output_dir.rglob("*") if p.is_file()]
@@ -498,3 +498,45 @@ def test_a_renamed_file_whose_move_was_not_recorded_is_found_not_downloaded_agai
     summary = campaign.run(simulator)
     assert summary.exit_code == 0 and simulator.stats().requests["file"] == files_before
     assert campaign.store.get_job(job.id).output_path == str(campaign.output_dir / "renamed.mp4")
+
+
+def test_a_download_that_outlived_its_retries_is_tried_again_later_in_the_same_run(campaign_factory, make_simulator):
+    """A file host that is down for a while (here: answering with a web page) does not end an
+    overnight run with unfinished jobs: the download is tried again after a pause."""
+    simulator = make_simulator(blank_files="html")
+    campaign = campaign_factory(1)
+    progress = _OnRetry(lambda runner: simulator.set_blank_files(None))
+
+    async def main() -> RunSummary:
+        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client, Downloader(
+            retry=FAST_RETRY
+        ) as downloader:
+            runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
+                            output_dir=campaign.output_dir, client=client, downloader=downloader,
+                            options=RunOptions(download_retry_delays=(0.0,)), progress=progress)
+            progress.runner = runner
+            return await runner.run()
+
+    summary = anyio.run(main)
+    assert len(progress.seen) == 1 and "web page" in progress.seen[0]
+    assert summary.exit_code == 0 and summary.counts[JobState.DONE] == 1
+
+
+def test_a_ctrl_c_while_a_download_waits_to_be_tried_again_ends_the_run_at_once(campaign_factory, make_simulator):
+    """The first Ctrl-C does not sit out the pause: the job stays `downloading` for the next run."""
+    simulator = make_simulator(blank_files="empty")
+    campaign = campaign_factory(1)
+    progress = _OnRetry(lambda runner: runner.interrupt())
+
+    async def main() -> RunSummary:
+        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client, Downloader(
+            retry=FAST_RETRY
+        ) as downloader:
+            runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
+                            output_dir=campaign.output_dir, client=client, downloader=downloader,
+                            options=RunOptions(download_retry_delays=(3600.0,)), progress=progress)
+            progress.runner = runner
+            return await runner.run()
+
+    summary = anyio.run(main)
+    assert summary.interrupted and summary.counts[JobState.DOWNLOADING] == 1
