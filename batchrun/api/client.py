@@ -14,8 +14,9 @@ What is retried (per the ``RetryPolicy``, default ``RetryPolicy()``):
   * HTTP 429 and HTTP 5xx / ``error_code`` 500001 answers, except 504. ASSUMPTION (not
     published): an error answer means RunComfy did not create the job. It is the only reading
     under which a 5xx can be retried at all; every other reading makes each 5xx a manual
-    decision. A 504 (Gateway Timeout) is the exception: a proxy gave up waiting for RunComfy,
-    which had the request and may well have created the job, so it is an answer that was lost.
+    decision. A 504 (Gateway Timeout) is the exception, and so are the 520 and 524 of a
+    Cloudflare-style proxy: RunComfy had the request and may well have created the job, so it is
+    an answer that was lost.
 
   When the request may have been sent but no usable answer came back (read/write timeout,
   connection reset or closed mid-exchange, ``RemoteProtocolError``, a 2xx without
@@ -93,6 +94,10 @@ USER_AGENT = f"batchrun/{__version__}"
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 ENDPOINTS = ("submit", "status", "result", "cancel")
+
+#: gateway answers sent after the origin had the request: 504 Gateway Timeout, and the
+#: Cloudflare-style 520 (the origin's answer was unusable) and 524 (the origin took too long)
+_ORIGIN_MAY_HAVE_IT = frozenset({504, 520, 524})
 
 #: connections the pool keeps for submits beyond ``max_connections`` (the runner submits at most
 #: ``--submit-parallelism``, default 4, at once)
@@ -228,9 +233,10 @@ class RunComfyClient:
             if isinstance(problem, RequestNotFoundError) and problem.error_code is None:
                 # a bare 404 on POST /v1/models/{id}: the model, not a request, is unknown
                 problem = UnknownModelError(problem.message, status_code=404, model=model_id)
-            if response.status_code == 504:  # a proxy stopped waiting: RunComfy may have created it
+            if response.status_code in _ORIGIN_MAY_HAVE_IT:  # a proxy stopped waiting: RunComfy may have created it
                 raise SubmitOutcomeUnknown(
-                    self._safe("the submit timed out in a gateway (HTTP 504); the job may exist"), status_code=504
+                    self._safe(f"the submit timed out in a gateway (HTTP {response.status_code}); the job may exist"),
+                    status_code=response.status_code,
                 )
             if problem is not None:
                 raise problem

@@ -149,9 +149,9 @@ class Submitting:
         try:
             submission = await self.client.submit(job.model, dict(job.input))
         except anyio.get_cancelled_exc_class():
-            if self.summary.auth_failed:  # stopped because the token is refused: this POST created nothing
-                with anyio.CancelScope(shield=True):
-                    self.store.return_unsubmitted(job.id, "not submitted: the run stopped on an auth error")
+            if self.summary.auth_failed:  # stopped because another request's token was refused
+                with anyio.CancelScope(shield=True):  # this POST may have been accepted: its cost stays charged
+                    self.store.reset_to_pending(job.id, "not submitted: the run stopped on an auth error")
             raise  # otherwise (Ctrl-C twice) it stays `submitting`: the POST may have reached RunComfy
         except SubmitOutcomeUnknown as error:
             again = await self._unknown_submission(job, f"the submit answer was lost ({error})")

@@ -206,8 +206,9 @@ class Store(PlanWriter, Leases, Reporting):
     def committed_cost(self, campaign_id: int) -> float:
         """Estimated USD of every submission attempt of the campaign (all revisions, all runners).
 
-        Each attempt counts, even one RunComfy refused or one resubmitted after a lost answer:
-        a budget checked against this (``begin_submit``) is never exceeded.
+        Each attempt counts, one resubmitted after a lost answer included, except those RunComfy
+        certainly refused (``return_unsubmitted``): a budget checked against this
+        (``begin_submit``) is never exceeded.
         """
         with self._read() as c:
             total = c.execute(_COMMITTED, {"campaign": campaign_id}).scalar()

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from batchrun import planning
@@ -540,3 +541,48 @@ def test_a_ctrl_c_while_a_download_waits_to_be_tried_again_ends_the_run_at_once(
 
     summary = anyio.run(main)
     assert summary.interrupted and summary.counts[JobState.DOWNLOADING] == 1
+
+
+class _SlowFirstPostThen401(httpx.AsyncBaseTransport):
+    """The first POST reaches RunComfy (the job is created) and its answer never comes; the
+    second POST, sent once the first was delivered, is refused with 401."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.delivered = anyio.Event()
+        self.first_taken = False
+
+    async def handle_async_request(self, request):
+        if request.method != "POST" or "/v1/models/" not in request.url.path:
+            return await self.inner.handle_async_request(request)
+        if not self.first_taken:
+            self.first_taken = True
+            response = await self.inner.handle_async_request(request)
+            await response.aread()
+            self.delivered.set()
+            await anyio.Event().wait()  # the answer is lost until the run stops
+        await self.delivered.wait()
+        return httpx.Response(401, json={"error_code": 401001, "error_message": "token revoked"})
+
+
+def test_an_auth_stop_keeps_the_charge_of_a_post_that_may_have_created_a_job(campaign_factory, make_simulator):
+    """A 401 stops the run while another POST is under way: that POST may have been accepted, so
+    its cost stays committed (the budget still bounds what was really spent); the refused one's
+    does not."""
+    simulator = make_simulator()
+    campaign = campaign_factory(2)
+    cid = campaign.report.campaign_id
+    per_job = campaign.jobs()[0].estimated_cost
+
+    async def main() -> RunSummary:
+        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY,
+                                  transport=_SlowFirstPostThen401()) as client, Downloader() as downloader:
+            runner = Runner(campaign.store, campaign_id=cid, campaign_name="camp", output_dir=campaign.output_dir,
+                            client=client, downloader=downloader,
+                            options=RunOptions(budget=10 * per_job, concurrency=2, submit_parallelism=2))
+            return await runner.run()
+
+    summary = anyio.run(main)
+    assert summary.auth_failed and simulator.stats().jobs_created == 1
+    assert campaign.store.committed_cost(cid) == pytest.approx(per_job)
+    assert all(job.state is JobState.PENDING for job in campaign.jobs())

@@ -113,13 +113,15 @@ def test_html_502_is_retried_then_succeeds() -> None:
     assert rec.slept == [1, 2]
 
 
-def test_a_gateway_timeout_on_submit_is_a_lost_answer_never_a_second_post() -> None:
-    """A 504 means a proxy stopped waiting for RunComfy, which may have created the job: no retry."""
-    rec = Recorder(httpx.Response(504, text="<html><title>504 Gateway Time-out</title></html>"), ok(request_id="r-2"))
+@pytest.mark.parametrize("status", [504, 520, 524])
+def test_a_gateway_timeout_on_submit_is_a_lost_answer_never_a_second_post(status: int) -> None:
+    """A 504 (or a Cloudflare-style 520/524) means a proxy stopped waiting for RunComfy, which had
+    the request and may have created the job: no retry."""
+    rec = Recorder(httpx.Response(status, text=f"<html><title>{status}</title></html>"), ok(request_id="r-2"))
 
     async def main() -> None:
         async with client_for(rec) as client:
-            with pytest.raises(SubmitOutcomeUnknown, match="HTTP 504"):
+            with pytest.raises(SubmitOutcomeUnknown, match=f"HTTP {status}"):
                 await client.submit("m", {"prompt": "x"})
 
     run(main)
