@@ -111,7 +111,13 @@ def verify_file(path: Path | str, size: int | None, sha256: str | None) -> bool:
         return False
 
 
-_HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.I)
+#: how a web page begins (after a BOM, blanks, an XML declaration or comments); no video or
+#: image format begins like this
+_HTML_START = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]{0,200}\?>\s*)?(?:<!--.{0,400}?-->\s*)*"
+    rb"(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]|<meta[\s>]|<title[\s>])",
+    re.I | re.S,
+)
 
 
 def _is_web_page_type(content_type: str | None) -> bool:
@@ -127,6 +133,16 @@ def _head(blocks: list[bytes], size: int = 512) -> bytes:
         if len(head) >= size:
             break
     return head
+
+
+def _refuse_blank(size: int, head: bytes, part: Path, url: str) -> None:
+    """Raise NotAFileError (deleting the part) when what arrived is empty or a web page."""
+    if size == 0 or _HTML_START.match(head):
+        _unlink(part)
+        raise NotAFileError(
+            "file server sent an empty body, not the file" if size == 0
+            else "file server sent a web page (HTML), not the file", url=url
+        )
 
 
 def _part_path(dest: Path) -> Path:
@@ -158,14 +174,17 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _hash_existing(path: Path) -> tuple[int, Any]:
+def _hash_existing(path: Path) -> tuple[int, Any, bytes]:
+    """The size, the running sha256 and the first bytes of a partial download."""
     digest = hashlib.sha256()
     size = 0
+    head = b""
     with open(path, "rb") as handle:
         while block := handle.read(CHUNK):
             digest.update(block)
+            head = head or block[:512]
             size += len(block)
-    return size, digest
+    return size, digest, head
 
 
 class Downloader:
@@ -266,10 +285,11 @@ class Downloader:
     async def _finish_complete_part(
         self, response: httpx.Response, url: str, dest: Path, part: Path
     ) -> DownloadedFile:
-        size, digest = await anyio.to_thread.run_sync(_hash_existing, part)
+        size, digest, head = await anyio.to_thread.run_sync(_hash_existing, part)
         if size > self.max_bytes:
             _unlink(part)
             raise PermanentDownloadError(f"file exceeds the {self.max_bytes}-byte limit", url=url)
+        _refuse_blank(size, head, part, url)
         await anyio.to_thread.run_sync(_fsync_file, part)
         os.replace(part, dest)
         await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
@@ -322,7 +342,7 @@ class Downloader:
             )
 
         if start:
-            size, digest = await anyio.to_thread.run_sync(_hash_existing, part)
+            size, digest, part_head = await anyio.to_thread.run_sync(_hash_existing, part)
             if size != start:  # the part changed under us
                 _unlink(part)
                 raise TransientDownloadError("partial file changed; starting over", url=url)
@@ -332,6 +352,8 @@ class Downloader:
             mode = "wb"
 
         size, head = await self._stream_to_part(response, url, part, mode, size, digest)
+        if start:
+            head = part_head  # the file's first bytes came with an earlier answer
         if expected is None and range_end is not None and size < range_end:
             raise TransientDownloadError(f"truncated download: got {size} of {range_end} bytes", url=url)
         if expected is not None and size > expected:
@@ -339,12 +361,7 @@ class Downloader:
             raise TransientDownloadError(f"got {size} bytes, more than the {expected} announced", url=url)
         if expected is not None and size != expected:
             raise TransientDownloadError(f"truncated download: got {size} of {expected} bytes", url=url)
-        if size == 0 or (not start and _HTML_START.match(head)):
-            _unlink(part)
-            raise NotAFileError(
-                "file server sent an empty body, not the file" if size == 0
-                else "file server sent a web page (HTML), not the file", url=url
-            )
+        _refuse_blank(size, head, part, url)
         os.replace(part, dest)
         await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
         return DownloadedFile(
