@@ -52,18 +52,15 @@ def _url_suffix(url: str) -> str | None:
     return suffix if suffix and suffix.isascii() and len(suffix) <= 8 else None
 
 
-def aside_name(path: Path, revision: int) -> Path:
-    """Where an older revision's file is kept when a newer revision takes its name."""
-    return path.with_name(f"{path.stem}.rev{revision}{path.suffix}")
-
-
-def keep_aside(path: Path, revision: int) -> Path:
-    """Move ``path`` to its revision name (never overwriting another file) and return the new path."""
-    target = aside_name(path, revision)
+def keep_aside(path: Path, label: str) -> Path:
+    """Move ``path`` to ``<stem>.<label><suffix>`` (``clip.rev1.mp4`` for an older revision's
+    file, ``clip.kept.mp4`` for a file no job recorded), never overwriting another file, and
+    return the new path."""
+    target = path.with_name(f"{path.stem}.{label}{path.suffix}")
     counter = 1
     while target.exists():
         counter += 1
-        target = path.with_name(f"{path.stem}.rev{revision}-{counter}{path.suffix}")
+        target = path.with_name(f"{path.stem}.{label}-{counter}{path.suffix}")
     os.replace(path, target)
     for sidecar_from in (sidecar_path(path),):
         if sidecar_from.exists():
@@ -72,14 +69,18 @@ def keep_aside(path: Path, revision: int) -> Path:
 
 
 def rename_output(current: Path, target: Path) -> bool:
-    """Move a job's file (and its sidecar) to ``target``; False, moving nothing, when ``target``
-    or its sidecar is already taken."""
+    """Move a job's file (and its sidecar, when it can) to ``target``; False, moving nothing,
+    when ``target`` or its sidecar is already taken. Once the video has moved, this returns
+    True: a sidecar left behind is a lesser harm than a record that points at nothing."""
     if target.exists() or sidecar_path(target).exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(current, target)
-    if sidecar_path(current).exists():
-        os.replace(sidecar_path(current), sidecar_path(target))
+    try:
+        if sidecar_path(current).exists():
+            os.replace(sidecar_path(current), sidecar_path(target))
+    except OSError:
+        pass
     return True
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,16 +191,21 @@ def plan_campaign(
 def move_renamed_files(store: Store, output: Path, moves: Iterable[Move]) -> list[str]:
     """Give done jobs whose output name changed their file under the new name (sidecar too).
 
-    Only a file where the old name put it in this output folder is moved; one kept aside or in
-    another folder stays. Returns a line for each file that could not take its new name. (A
-    crash between the move and the record is repaired by the next run's check of done files.)
+    A file is moved only when it is in this output folder, has the job's recorded size and the
+    same extension as the new name (an image kept for an output without video stays), and was
+    not itself put there by an earlier move of this plan. The record follows the video at once.
+    Returns a line for each file that could not take its new name.
     """
     notes: list[str] = []
+    inside = str(output) + os.sep
+    targets: set[Path] = set()
     for move in moves:
         current, target = Path(move.output_path), output / move.new_name
-        if current != output / move.old_name or not current.is_file():
+        if not move.output_path.startswith(inside) or current in targets or current.suffix != target.suffix:
             continue
         try:
+            if not current.is_file() or current.stat().st_size != move.size:
+                continue
             moved = rename_output(current, target)
         except OSError as error:
             notes.append(f"{move.key}: could not rename {current.name} to {move.new_name}: {error.strerror or error}")
@@ -207,5 +213,6 @@ def move_renamed_files(store: Store, output: Path, moves: Iterable[Move]) -> lis
         if not moved:
             notes.append(f"{move.key}: {move.new_name} already exists; the file stays {current.name}")
             continue
+        targets.add(target)
         store.update_output_path(move.job_id, str(target))
     return notes

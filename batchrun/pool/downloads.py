@@ -3,6 +3,7 @@ and the check that fetches again done files that went missing (a ``Runner`` mixi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,7 +140,7 @@ class Downloading:
         one the server refuses is recorded and skipped, never a reason to fail a paid-for job."""
         files: list[dict[str, Any]] = []
         for index, (url, dest) in enumerate(zip(urls, destinations(self.output_dir, job.output_name, urls), strict=True)):
-            self._make_room(job, dest)
+            kept = self._make_room(job, dest)
             try:
                 fetched = await self.downloader.fetch(url, dest)
             except PermanentDownloadError as error:
@@ -148,6 +149,13 @@ class Downloading:
                 self.store.record_event(job.id, "extra_file_skipped", {"url": url, "error": error.message})
                 self.progress.message(f"{job.key}: extra output file skipped ({error.message})")
                 continue
+            if kept is not None:
+                if await anyio.to_thread.run_sync(_same_file, kept, fetched.size, fetched.sha256):
+                    kept.unlink()  # this job's own download after all: no copy to keep
+                else:
+                    self.store.record_event(job.id, "file_kept_aside", {"path": str(kept)})
+                    self.progress.message(f"{job.key}: {dest.name} was already there (no job's file); "
+                                          f"kept it as {kept.name}")
             files.append({"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256})
         return files
 
@@ -165,20 +173,42 @@ class Downloading:
         self.store.record_event(job.id, "result_urls_refreshed", {"result_urls": list(urls)})
         return urls
 
-    def _make_room(self: Runner, job: Job, dest: Path) -> None:
-        """Keep the file of an older revision of this job when the new one takes its name."""
+    def _make_room(self: Runner, job: Job, dest: Path) -> Path | None:
+        """Never overwrite a file that is not this job's: an older revision's file is kept as
+        ``name.revN.mp4`` (and its record follows it); a file no job recorded is kept as
+        ``name.kept.mp4``, whose path is returned (the caller drops it if it turns out to be this
+        job's own download, put in place just before a crash kept it from being recorded)."""
         if not dest.exists():
-            return
-        for other in self.store.find_by_output_path(str(dest)):
+            return None
+        owners = self.store.find_by_output_path(str(dest))
+        for other in owners:
             if other.id != job.id:
-                moved = keep_aside(dest, other.revision)
+                moved = keep_aside(dest, f"rev{other.revision}")
                 self.store.update_output_path(other.id, str(moved))
                 self.progress.message(f"{other.key}: kept revision {other.revision}'s file as {moved.name}")
-                return
+                return None
+        if owners or _sidecar_names(dest, job.key):
+            return None  # this job's own earlier file: fetched again over it
+        return keep_aside(dest, "kept")
 
 
 def _inside(path: str | None, folder: Path) -> bool:
     return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
+
+
+def _same_file(path: Path, size: int, sha256: str) -> bool:
+    try:
+        return path.stat().st_size == size and sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
+def _sidecar_names(path: Path, key: str) -> bool:
+    """Whether the sidecar beside ``path`` says it is the file of the job ``key``."""
+    try:
+        return json.loads(sidecar_path(path).read_text(encoding="utf-8")).get("job_key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _file_matches(job: Job, path: Path | None = None) -> bool:

@@ -31,11 +31,11 @@ class PlanWriter:
     def _load_active(self: Store, c: Connection, campaign_id: int) -> dict[str, Active]:
         query = sa.select(
             jobs.c.key, jobs.c.id, jobs.c.revision, jobs.c.fingerprint, jobs.c.output_name, jobs.c.state,
-            jobs.c.output_path,
+            jobs.c.output_path, jobs.c.size,
         ).where(jobs.c.campaign_id == campaign_id, self._active)
         return {
-            key: Active(id_, revision, fp, name, JobState(state), path)
-            for key, id_, revision, fp, name, state, path in c.execute(query)
+            key: Active(id_, revision, fp, name, JobState(state), path, size)
+            for key, id_, revision, fp, name, state, path, size in c.execute(query)
         }
 
     def preview_plan(self: Store, campaign_id: int, specs: Iterable[JobSpec]) -> PlanCounts:

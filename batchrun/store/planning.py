@@ -36,13 +36,14 @@ class PlanCounts:
 
 @dataclass(frozen=True)
 class Move:
-    """A done job whose output name changed: its file should take the new name."""
+    """A done job whose file is not under its output name (the name changed): the file should
+    take it."""
 
     job_id: int
     key: str
     output_path: str
-    old_name: str
     new_name: str
+    size: int | None
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Active:
     output_name: str
     state: JobState
     output_path: str | None = None
+    size: int | None = None
 
 
 def new_row(spec: JobSpec, revision: int, cost: float | None) -> dict[str, Any]:
@@ -90,10 +92,11 @@ class Tally:
             return "new"
         self.matched += 1
         if old.fingerprint == spec.fingerprint:
+            if old.state is JobState.DONE and old.output_path and not _named(old.output_path, spec.output_name):
+                # renamed now, or renamed by a plan that a crash stopped before its file moved
+                self.moves.append(Move(old.id, spec.key, old.output_path, spec.output_name, old.size))
             if old.output_name != spec.output_name:  # the same video under another name: never paid again
                 self.renamed += 1
-                if old.state is JobState.DONE and old.output_path:
-                    self.moves.append(Move(old.id, spec.key, old.output_path, old.output_name, spec.output_name))
                 return "renamed"
             self.unchanged += 1
             if old.state is JobState.DONE:
@@ -121,3 +124,8 @@ class Tally:
             superseded_keys=tuple(self.sample),
             moves=tuple(self.moves),
         )
+
+
+def _named(path: str, name: str) -> bool:
+    """Whether a file path ends with the output name (its folders included)."""
+    return path.endswith(("/" + name, "\\" + name.replace("/", "\\")))

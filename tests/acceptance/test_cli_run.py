@@ -245,15 +245,15 @@ def test_a_second_run_on_the_same_database_is_refused_naming_the_holder(isolated
 
 
 def test_brackets_in_names_and_messages_print_as_written(isolated_env):
-    """Text like `[/b]` in a campaign name or prompt is printed literally, never parsed as markup."""
+    """Text like `[bold]` in a campaign name or prompt is printed literally, never parsed as markup."""
     path = manifest(isolated_env, 2)
-    path.write_text(path.read_text().replace("name: accept", 'name: "spring [/b] promo"'))
+    path.write_text(path.read_text().replace("name: accept", 'name: "spring [bold] promo"'))
     plan = batchrun("plan", str(path))
     assert plan.returncode == 0, plan.stderr
-    assert "spring [/b] promo" in plan.stdout
+    assert "spring [bold] promo" in plan.stdout
     result = batchrun("run", str(path), "--simulate", "--sim-latency", "0.05")
     assert result.returncode == 0, result.stderr
-    assert "spring [/b] promo: 2/2 done" in result.stdout
+    assert "spring [bold] promo: 2/2 done" in result.stdout
 
 
 def test_unusable_output_folder_or_database_is_one_line_exit_2(isolated_env):

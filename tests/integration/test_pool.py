@@ -420,7 +420,7 @@ def test_a_refused_submit_waits_as_pending_and_a_ctrl_c_stops_the_next_post(camp
         runner.interrupt()
 
     progress = _OnRetry(react)
-    patient = RetryPolicy(max_attempts=6, retry_after_cap=3600, max_elapsed=None)
+    patient = RetryPolicy(max_attempts=6, base=3600, cap=3600, jitter=False, retry_after_cap=3600, max_elapsed=None)
 
     async def main() -> RunSummary:
         async with RunComfyClient(simulator.base_url, "sim-token", retry=patient) as client, Downloader() as downloader:
@@ -586,3 +586,58 @@ def test_an_auth_stop_keeps_the_charge_of_a_post_that_may_have_created_a_job(cam
     assert summary.auth_failed and simulator.stats().jobs_created == 1
     assert campaign.store.committed_cost(cid) == pytest.approx(per_job)
     assert all(job.state is JobState.PENDING for job in campaign.jobs())
+
+
+def _rename_all(campaign, names: dict[str, str]) -> list[str]:
+    """Plan the campaign with new output names (key -> name), moving files as `plan` does."""
+    from batchrun.planning import move_renamed_files
+
+    specs = [dataclasses.replace(spec, output_name=names.get(spec.key, spec.output_name))
+             for spec in campaign.loaded.jobs()]
+    counts = campaign.store.apply_plan(campaign.report.campaign_id, specs)
+    return move_renamed_files(campaign.store, campaign.output_dir, counts.moves)
+
+
+def test_a_chain_of_renames_never_moves_one_jobs_video_under_anothers_record(campaign_factory, make_simulator):
+    """A takes B's old name while B's file is missing: B's rename must not carry A's video off."""
+    simulator = make_simulator()
+    campaign = campaign_factory(2)
+    assert campaign.run(simulator).exit_code == 0
+    a, b = sorted(campaign.jobs(), key=lambda job: job.key)
+    out = campaign.output_dir
+    (out / "shot001.mp4").unlink()
+    (out / "shot001.mp4.json").unlink()
+    _rename_all(campaign, {a.key: "shot001.mp4", b.key: "shot002.mp4"})
+    moved_a = campaign.store.get_job(a.id)
+    assert moved_a.output_path == str(out / "shot001.mp4")
+    assert hashlib.sha256((out / "shot001.mp4").read_bytes()).hexdigest() == a.sha256
+    assert campaign.run(simulator).exit_code == 0  # B is fetched again under its new name
+    for job in (campaign.store.get_job(a.id), campaign.store.get_job(b.id)):
+        assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == job.sha256
+    assert campaign.store.get_job(b.id).output_path == str(out / "shot002.mp4")
+
+
+def test_a_rename_whose_files_a_crash_did_not_move_is_moved_by_the_next_plan(campaign_factory, make_simulator):
+    """kill -9 after the plan committed the new names, before the files moved: planning again
+    finds the done job's file under its old name and moves it."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    campaign.run(simulator)
+    [job] = campaign.jobs()
+    specs = [dataclasses.replace(spec, output_name="renamed.mp4") for spec in campaign.loaded.jobs()]
+    campaign.store.apply_plan(campaign.report.campaign_id, specs)  # committed; the moves never ran
+    assert _rename_all(campaign, {job.key: "renamed.mp4"}) == []
+    assert campaign.store.get_job(job.id).output_path == str(campaign.output_dir / "renamed.mp4")
+    assert (campaign.output_dir / "renamed.mp4.json").exists() and not (campaign.output_dir / "shot000.mp4").exists()
+
+
+def test_a_file_no_job_recorded_is_kept_aside_never_overwritten(campaign_factory, make_simulator):
+    """The user's own file sits where a job's video goes: it is kept as `name.kept.mp4`."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    campaign.output_dir.mkdir(parents=True, exist_ok=True)
+    (campaign.output_dir / "shot000.mp4").write_bytes(b"the user's own file")
+    assert campaign.run(simulator).exit_code == 0
+    assert (campaign.output_dir / "shot000.kept.mp4").read_bytes() == b"the user's own file"
+    [job] = campaign.jobs()
+    assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == job.sha256

@@ -236,8 +236,8 @@ def test_a_new_output_name_alone_renames_the_job_and_never_generates_it_again(
         campaign_id, [make_spec("a", output_name="new-a.mp4"), make_spec("b", output_name="new-b.mp4")]
     )
     assert (counts.renamed, counts.changed, counts.new) == (2, 0, 0)
-    assert [(m.job_id, m.output_path, m.old_name, m.new_name) for m in counts.moves] == [
-        (done.id, "out/a.mp4", "a.mp4", "new-a.mp4")]
+    assert [(m.job_id, m.output_path, m.new_name, m.size) for m in counts.moves] == [
+        (done.id, "out/a.mp4", "new-a.mp4", 10)]
     a, b = any_store.get_job(done.id), any_store.get_job(pending.id)  # type: ignore[union-attr]
     assert (a.state, a.revision, a.output_name, a.output_path) == (JobState.DONE, 1, "new-a.mp4", "out/a.mp4")
     assert (b.state, b.revision, b.output_name) == (JobState.PENDING, 1, "new-b.mp4")
