@@ -13,7 +13,7 @@ import anyio
 import httpx
 
 from batchrun.domain import Job
-from batchrun.download import sha256_file
+from batchrun.download import verify_file
 from batchrun.errors import BatchrunError, DownloadError, NotAFileError, PermanentDownloadError
 from batchrun.outputs import destinations, is_image_url, keep_aside, sidecar_document, sidecar_path, write_json_atomically
 from batchrun.states import JobState
@@ -150,7 +150,7 @@ class Downloading:
                 self.progress.message(f"{job.key}: extra output file skipped ({error.message})")
                 continue
             if kept is not None:
-                if await anyio.to_thread.run_sync(_same_file, kept, fetched.size, fetched.sha256):
+                if await anyio.to_thread.run_sync(verify_file, kept, fetched.size, fetched.sha256):
                     kept.unlink()  # this job's own download after all: no copy to keep
                 else:
                     self.store.record_event(job.id, "file_kept_aside", {"path": str(kept)})
@@ -196,13 +196,6 @@ def _inside(path: str | None, folder: Path) -> bool:
     return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
 
 
-def _same_file(path: Path, size: int, sha256: str) -> bool:
-    try:
-        return path.stat().st_size == size and sha256_file(path) == sha256
-    except OSError:
-        return False
-
-
 def _sidecar_names(path: Path, key: str) -> bool:
     """Whether the sidecar beside ``path`` says it is the file of the job ``key``."""
     try:
@@ -213,15 +206,8 @@ def _sidecar_names(path: Path, key: str) -> bool:
 
 def _file_matches(job: Job, path: Path | None = None) -> bool:
     """Whether the job's file (or ``path``) is there with the recorded size and sha256."""
-    if path is None and not job.output_path or job.sha256 is None:
-        return False
-    path = path or Path(job.output_path or "")
-    try:
-        if path.stat().st_size != job.size:
-            return False
-    except OSError:
-        return False
-    return sha256_file(path) == job.sha256
+    target = path or (Path(job.output_path) if job.output_path else None)
+    return target is not None and job.sha256 is not None and verify_file(target, job.size, job.sha256)
 
 def _timings(job: Job) -> dict[str, Any]:
     return {

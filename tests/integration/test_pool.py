@@ -53,11 +53,13 @@ class Campaign:
     def run(self, simulator, *, token: str = "sim-token", **options) -> RunSummary:
         return self.run_keeping_runner(simulator, token=token, **options)[0]
 
-    def run_keeping_runner(self, simulator, *, token: str = "sim-token", **options) -> tuple[RunSummary, Runner]:
+    def run_keeping_runner(self, simulator, *, token: str = "sim-token", retry: RetryPolicy = FAST_RETRY,
+                           transport=None, progress=None, **options) -> tuple[RunSummary, Runner]:
+        """Run with the API client's ``retry`` and ``transport``; a ``progress`` with a ``runner``
+        attribute is given the runner, so that it can react to the run (interrupt it, say)."""
         async def main() -> tuple[RunSummary, Runner]:
-            async with RunComfyClient(simulator.base_url, token, retry=FAST_RETRY) as client, Downloader(
-                retry=FAST_RETRY
-            ) as downloader:
+            async with RunComfyClient(simulator.base_url, token, retry=retry, transport=transport) as client, \
+                    Downloader(retry=FAST_RETRY) as downloader:
                 runner = Runner(
                     self.store,
                     campaign_id=self.report.campaign_id,
@@ -66,7 +68,10 @@ class Campaign:
                     client=client,
                     downloader=downloader,
                     options=RunOptions(**options),
+                    progress=progress,
                 )
+                if hasattr(progress, "runner"):
+                    progress.runner = runner
                 return await runner.run(), runner
 
         return anyio.run(main)
@@ -422,15 +427,7 @@ def test_a_refused_submit_waits_as_pending_and_a_ctrl_c_stops_the_next_post(camp
     progress = _OnRetry(react)
     patient = RetryPolicy(max_attempts=6, base=3600, cap=3600, jitter=False, retry_after_cap=3600, max_elapsed=None)
 
-    async def main() -> RunSummary:
-        async with RunComfyClient(simulator.base_url, "sim-token", retry=patient) as client, Downloader() as downloader:
-            runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
-                            output_dir=campaign.output_dir, client=client, downloader=downloader,
-                            options=RunOptions(budget=100.0), progress=progress)
-            progress.runner = runner
-            return await runner.run()
-
-    summary = anyio.run(main)
+    summary = campaign.run(simulator, retry=patient, progress=progress, budget=100.0)
     assert len(progress.seen) == 1 and "3600s" in progress.seen[0]
     assert seen_states == [JobState.PENDING, 0.0]
     assert simulator.stats().requests["submit"] == 1
@@ -508,17 +505,7 @@ def test_a_download_that_outlived_its_retries_is_tried_again_later_in_the_same_r
     campaign = campaign_factory(1)
     progress = _OnRetry(lambda runner: simulator.set_blank_files(None))
 
-    async def main() -> RunSummary:
-        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client, Downloader(
-            retry=FAST_RETRY
-        ) as downloader:
-            runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
-                            output_dir=campaign.output_dir, client=client, downloader=downloader,
-                            options=RunOptions(download_retry_delays=(0.0,)), progress=progress)
-            progress.runner = runner
-            return await runner.run()
-
-    summary = anyio.run(main)
+    summary = campaign.run(simulator, progress=progress, download_retry_delays=(0.0,))
     assert len(progress.seen) == 1 and "web page" in progress.seen[0]
     assert summary.exit_code == 0 and summary.counts[JobState.DONE] == 1
 
@@ -529,17 +516,7 @@ def test_a_ctrl_c_while_a_download_waits_to_be_tried_again_ends_the_run_at_once(
     campaign = campaign_factory(1)
     progress = _OnRetry(lambda runner: runner.interrupt())
 
-    async def main() -> RunSummary:
-        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY) as client, Downloader(
-            retry=FAST_RETRY
-        ) as downloader:
-            runner = Runner(campaign.store, campaign_id=campaign.report.campaign_id, campaign_name="camp",
-                            output_dir=campaign.output_dir, client=client, downloader=downloader,
-                            options=RunOptions(download_retry_delays=(3600.0,)), progress=progress)
-            progress.runner = runner
-            return await runner.run()
-
-    summary = anyio.run(main)
+    summary = campaign.run(simulator, progress=progress, download_retry_delays=(3600.0,))
     assert summary.interrupted and summary.counts[JobState.DOWNLOADING] == 1
 
 
@@ -574,15 +551,8 @@ def test_an_auth_stop_keeps_the_charge_of_a_post_that_may_have_created_a_job(cam
     cid = campaign.report.campaign_id
     per_job = campaign.jobs()[0].estimated_cost
 
-    async def main() -> RunSummary:
-        async with RunComfyClient(simulator.base_url, "sim-token", retry=FAST_RETRY,
-                                  transport=_SlowFirstPostThen401()) as client, Downloader() as downloader:
-            runner = Runner(campaign.store, campaign_id=cid, campaign_name="camp", output_dir=campaign.output_dir,
-                            client=client, downloader=downloader,
-                            options=RunOptions(budget=10 * per_job, concurrency=2, submit_parallelism=2))
-            return await runner.run()
-
-    summary = anyio.run(main)
+    summary = campaign.run(simulator, transport=_SlowFirstPostThen401(), budget=10 * per_job, concurrency=2,
+                           submit_parallelism=2)
     assert summary.auth_failed and simulator.stats().jobs_created == 1
     assert campaign.store.committed_cost(cid) == pytest.approx(per_job)
     assert all(job.state is JobState.PENDING for job in campaign.jobs())
