@@ -245,26 +245,6 @@ class Store(PlanWriter, Leases, Reporting):
         with self._write() as c:
             return self._transition(c, job_id, expected, new, detail, fields)
 
-    def apply_transitions(
-        self,
-        items: Sequence[
-            tuple[int, JobState | Collection[JobState], JobState, Mapping[str, Any] | None, Mapping[str, Any] | None]
-        ],
-    ) -> list[Job | None]:
-        """Several transitions ``(job_id, expected, new, fields, detail)`` in one transaction.
-
-        Returns, per item, the updated ``Job`` or ``None`` when it was stale (skipped). An illegal
-        move raises ``ValueError`` and writes nothing at all.
-        """
-        results: list[Job | None] = []
-        with self._write() as c:
-            for job_id, expected, new, fields, detail in items:
-                try:
-                    results.append(self._transition(c, job_id, expected, new, detail, dict(fields or {})))
-                except StaleJobError:
-                    results.append(None)
-        return results
-
     def _transition(
         self,
         c: Connection,

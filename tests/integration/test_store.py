@@ -476,31 +476,6 @@ def test_cancel_and_redownload(any_store: Store, campaign_id: int, make_spec: Sp
     assert again.state is JobState.DOWNLOADING and again.finished_at == first_finish
 
 
-def test_apply_transitions_reports_stale_items(
-    any_store: Store, campaign_id: int, make_spec: Spec, clock: FakeClock
-) -> None:
-    """Many poll results land in one transaction; stale ones are skipped and reported as None."""
-    any_store.apply_plan(campaign_id, [make_spec(k) for k in "abc"])
-    ids = [any_store.get_job_by_key(campaign_id, k).id for k in "abc"]  # type: ignore[union-attr]
-    for job_id in ids:
-        any_store.begin_submit(job_id)
-        any_store.record_submission(job_id, f"req-{job_id}")
-    results = any_store.apply_transitions(
-        [
-            (ids[0], JobState.QUEUED, JobState.RUNNING, {"started_at": clock.current}, {"poll": "in_progress"}),
-            (ids[1], JobState.RUNNING, JobState.DOWNLOADING, None, None),  # stale: it is queued
-            (ids[2], [JobState.QUEUED, JobState.RUNNING], JobState.DOWNLOADING, {"result_urls": ["u"]}, None),
-        ]
-    )
-    assert [r.state if r else None for r in results] == [JobState.RUNNING, None, JobState.DOWNLOADING]
-    assert any_store.get_job(ids[1]).state is JobState.QUEUED  # type: ignore[union-attr]
-    with pytest.raises(ValueError):
-        any_store.apply_transitions(
-            [(ids[1], JobState.QUEUED, JobState.RUNNING, None, None), (ids[0], JobState.RUNNING, JobState.PENDING, None, None)]
-        )
-    assert any_store.get_job(ids[1]).state is JobState.QUEUED  # type: ignore[union-attr]  # rolled back
-
-
 def test_pending_jobs_pages_in_id_order(any_store: Store, campaign_id: int, make_spec: Spec) -> None:
     """The runner can walk pending jobs page by page in a stable order."""
     any_store.apply_plan(campaign_id, [make_spec(f"k{i:02}") for i in range(7)])
