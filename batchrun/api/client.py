@@ -260,8 +260,12 @@ class RunComfyClient:
         return parse_result(data, request_id, base_url=self.base_url)
 
     async def cancel(self, request_id: str) -> CancelReport:
-        """Ask RunComfy to cancel a job (only queued jobs can be); safe to repeat."""
-        data = await self._call("cancel", "POST", protocol.cancel_path(_quote_id(request_id)))
+        """Ask RunComfy to cancel a job (only queued jobs can be); safe to repeat.
+
+        An empty 2xx answer (undocumented) is taken as "asked, outcome not said": the report
+        then has neither outcome nor status, and the caller asks ``status`` for the truth.
+        """
+        data = await self._call("cancel", "POST", protocol.cancel_path(_quote_id(request_id)), empty_ok=True)
         return parse_cancel(data, request_id)
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -294,8 +298,9 @@ class RunComfyClient:
             if isinstance(value, str | Mapping | list | tuple):
                 setattr(error, name, redact_value(value, self._token))
 
-    async def _call(self, endpoint: str, method: str, path: str) -> Any:
-        """An idempotent request: retried on every transient failure; returns the decoded JSON."""
+    async def _call(self, endpoint: str, method: str, path: str, *, empty_ok: bool = False) -> Any:
+        """An idempotent request: retried on every transient failure; returns the decoded JSON
+        (with ``empty_ok``, an empty object for a 2xx with an empty body)."""
 
         async def attempt() -> Any:
             try:
@@ -310,6 +315,8 @@ class RunComfyClient:
             )
             if problem is not None:
                 raise problem
+            if empty_ok and response.is_success and not response.content.strip():
+                return {}
             if not isinstance(data, Mapping):
                 raise TransientApiError(
                     f"RunComfy's {endpoint} answer was not a JSON object (HTTP {response.status_code})",

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -197,6 +197,18 @@ async def _cancel_one(store: Store, client: RunComfyClient, job: Job) -> Outcome
         raise
     except ApiError as error:
         return Outcome(job.key, job.state, "error", f"RunComfy did not cancel it: {error.message}", ok=False)
+    if report.outcome is None and report.status is None:  # the answer did not say: ask
+        try:
+            status = await client.status(job.request_id)
+        except AuthError:
+            raise
+        except ApiError as error:
+            return Outcome(job.key, job.state, "error", "RunComfy's cancel answer did not say whether it was "
+                           f"cancelled, and its status could not be read: {error.message}", ok=False)
+        report = replace(report, cancelled=status.status == "cancelled", status=status.status)
+        if status.status == "queued":
+            return Outcome(job.key, job.state, "not_cancellable", "RunComfy's cancel answer did not say whether "
+                           "it was cancelled, and it is still queued; run `batchrun cancel` again", ok=False)
     if report.cancelled or report.status == "cancelled":  # cancelled now, or by an earlier request
         try:
             store.mark_cancelled(job.id, REMOTE_REASON)

@@ -281,6 +281,8 @@ class App:
         if found is None:
             return self.error(404, protocol.ERR_REQUEST_NOT_FOUND, f"request {request_id} not found")
         job, cancelled = found
+        if self.config.empty_cancel_answers:
+            return Answer(204, [(b"content-length", b"0")])
         outcome = protocol.OUTCOME_CANCELLED if cancelled else protocol.OUTCOME_NOT_CANCELLABLE
         return json_answer(200, {"request_id": job.request_id, "status": self._spell(job.status), "outcome": outcome})
 

@@ -217,6 +217,24 @@ def test_cancel_asks_runcomfy_for_queued_jobs_and_reports_running_ones(isolated_
     assert "still running at RunComfy, will be billed" in text
 
 
+def test_cancel_reads_the_status_when_runcomfy_answers_with_an_empty_body(isolated_env, make_simulator):
+    """An empty 2xx to a cancel says nothing: batchrun asks the status at once instead of retrying
+    the cancel, so queued jobs are recorded as cancelled and the running one as still billed."""
+    from batchrun.sim import Latency
+
+    simulator = make_simulator(latency=Latency(kind="manual"), capacity=1, empty_cancel_answers=True)
+    path = manifest(isolated_env, 3)
+    batchrun("plan", str(path))
+    _submit_all(path, simulator)
+    result = batchrun("cancel", str(path), "--all", "--base-url", simulator.base_url, "--json", env=TOKEN)
+    assert result.exit_code == 1, result.output
+    outcomes = sorted(job["action"] for job in json.loads(result.stdout)["jobs"])
+    assert outcomes == ["cancelled_at_runcomfy", "cancelled_at_runcomfy", "not_cancellable"]
+    assert simulator.stats().cancelled == 2
+    assert states(path)[JobState.CANCELLED] == 2 and states(path)[JobState.QUEUED] == 1
+    assert simulator.stats().requests["cancel"] == 3  # one each: an empty answer is not retried
+
+
 class _QueuedSignal(SilentProgress):
     """Tells the test when the run has `count` jobs recorded as submitted."""
 

@@ -733,3 +733,19 @@ def test_a_submit_answer_keeps_its_request_id_exactly() -> None:
             return (await client.submit("m", {"prompt": "x"})).request_id
 
     assert anyio.run(main) == " padded-1 "
+
+
+def test_an_empty_cancel_answer_is_not_retried_and_says_nothing() -> None:
+    """A 204 (or an empty 200) to a cancel is an answer with no outcome, not a failure to retry;
+    an empty status answer still is one (a poll must learn the state)."""
+    rec = Recorder(httpx.Response(204), httpx.Response(200, content=b""), ok(request_id="r", status="in_queue"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            report = await client.cancel("r")
+            assert (report.cancelled, report.outcome, report.status) == (False, None, None)
+            assert (await client.status("r")).status == "queued"
+
+    run(main)
+    assert [r.url.path.rsplit("/", 1)[1] for r in rec.requests] == ["cancel", "status", "status"]
+    assert rec.slept == [1]
