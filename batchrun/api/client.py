@@ -229,10 +229,7 @@ class RunComfyClient:
                     cause=error,
                 ) from error
             data, body = self._read(response)
-            problem = classify_error(response.status_code, response.headers, body, secret=self._token)
-            if isinstance(problem, RequestNotFoundError) and problem.error_code is None:
-                # a bare 404 on POST /v1/models/{id}: the model, not a request, is unknown
-                problem = UnknownModelError(problem.message, status_code=404, model=model_id)
+            problem = classify_error(response.status_code, response.headers, body, secret=self._token, submit=True)
             if response.status_code in _ORIGIN_MAY_HAVE_IT:  # a proxy stopped waiting: RunComfy may have created it
                 raise SubmitOutcomeUnknown(
                     self._safe(f"the submit timed out in a gateway (HTTP {response.status_code}); the job may exist"),

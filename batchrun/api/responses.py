@@ -355,11 +355,14 @@ def classify_error(
     secret: str | None = None,
     now: datetime | None = None,
     poll: bool = False,
+    submit: bool = False,
 ) -> BatchrunError | None:
     """The error an answer signals (``AuthError`` or an ``ApiError``), or None for a good answer.
 
     ``poll=True`` for calls about an existing request id (status, result, cancel): a refusal that
     carries no published code raises ``UnexpectedAnswerError`` instead of a specific class.
+    ``submit=True`` for ``POST /v1/models/{id}``, where a 404 without a code means the model is
+    unknown (no request id is involved yet).
     """
     data = decode_body(body)
     payload = data if isinstance(data, Mapping) else {}
@@ -383,6 +386,8 @@ def classify_error(
         cls = _class_for_http(code // 1000) if 100 <= code // 1000 < 600 else None
     if cls is None:
         cls = PermanentApiError
+    if submit and cls is RequestNotFoundError and code not in PUBLISHED_CODES:
+        cls = UnknownModelError
     if poll and issubclass(cls, PermanentApiError) and code not in PUBLISHED_CODES:
         if cls is not InsufficientBalanceError:  # a 402 stops submitting, wherever it comes from
             cls = UnexpectedAnswerError

@@ -749,3 +749,17 @@ def test_an_empty_cancel_answer_is_not_retried_and_says_nothing() -> None:
     run(main)
     assert [r.url.path.rsplit("/", 1)[1] for r in rec.requests] == ["cancel", "status", "status"]
     assert rec.slept == [1]
+
+
+def test_a_bare_404_on_submit_says_the_model_is_unknown() -> None:
+    """A 404 without a code on POST /v1/models/{id} names the model, not a request id."""
+    rec = Recorder(httpx.Response(404, text="Not Found"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(UnknownModelError) as info:
+                await client.submit("kling/nope", {"prompt": "x"})
+            assert info.value.message.startswith("RunComfy does not know this model id")
+            assert "request id" not in info.value.message and "HTTP 404" in info.value.message
+
+    run(main)
