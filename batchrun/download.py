@@ -14,7 +14,9 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
   part first); a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
   a ``206`` is taken whenever its ``Content-Range`` starts at the bytes already held (0 when no
   Range was sent; a 206 to a plain GET without ``Content-Range`` is read like a 200), and a 206
-  to a plain GET that starts elsewhere is refused (asking again would get the same answer);
+  to a plain GET that starts elsewhere is refused (asking again would get the same answer); a
+  compressed ``206`` (``Content-Encoding`` other than identity) to a resume is a slice of the
+  compressed file, so the part is dropped and the whole file asked again;
 - honours ``Retry-After`` on 429 and 5xx answers (through the retry policy, capped);
 - checks the final size against ``Content-Length`` / the ``Content-Range`` total: a short file is
   a ``TransientDownloadError`` (retried, resuming);
@@ -123,6 +125,11 @@ _HTML_START = re.compile(
 def _is_web_page_type(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media in ("text/html", "application/xhtml+xml")
+
+
+def _is_encoded(response: httpx.Response) -> bool:
+    """Whether the body is compressed on the wire (httpx decodes it, so sizes and offsets differ)."""
+    return response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
 
 
 def _head(blocks: list[bytes], size: int = 512) -> bytes:
@@ -272,6 +279,13 @@ class Downloader:
                     _unlink(part)
                     existing = 0
                     response = await self._open(url, {})
+                elif response.status_code == 206 and existing and _is_encoded(response):
+                    # a compressed slice is a slice of the compressed file (RFC 9110, 14.1.2):
+                    # it does not continue the decoded bytes held, so start again from nothing
+                    await response.aclose()
+                    _unlink(part)
+                    existing = 0
+                    response = await self._open(url, {})
                 return await self._receive(response, url, dest, part, existing)
             finally:
                 await response.aclose()
@@ -311,7 +325,7 @@ class Downloader:
 
         if _is_web_page_type(response.headers.get("content-type")):
             raise NotAFileError("file server sent a web page (text/html), not the file", url=url)
-        encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+        encoded = _is_encoded(response)
         expected: int | None = None
         range_end: int | None = None
         start = 0

@@ -390,6 +390,31 @@ def test_unexpected_content_range_starts_over(tmp_path: Path) -> None:
     assert dest.read_bytes() == b"0123456789"
 
 
+def test_a_compressed_slice_is_never_spliced_onto_decoded_bytes(tmp_path: Path) -> None:
+    """A host that gzips a 206 sends a slice of the compressed file: the part is dropped and the
+    whole file fetched again, so the video is byte-exact (not decoded bytes + a gzip fragment)."""
+    import gzip
+    import random
+
+    full = random.Random(7).randbytes(10_000)  # incompressible: the gzip is longer than 1,000 bytes
+    packed = gzip.compress(full)
+    dest = tmp_path / "clip.mp4"
+    dest.with_name("clip.mp4.part").write_bytes(full[:1000])  # an earlier answer, decoded by httpx
+    asked: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("range"))
+        if request.headers.get("range"):
+            tail = packed[1000:]
+            return httpx.Response(206, content=gzip.compress(tail), headers={
+                "Content-Encoding": "gzip", "Content-Range": f"bytes 1000-{len(packed) - 1}/{len(packed)}"})
+        return httpx.Response(200, content=packed, headers={"Content-Encoding": "gzip"})
+
+    got = download(handler, dest)
+    assert asked == ["bytes=1000-", None]
+    assert dest.read_bytes() == full and got.size == len(full)  # type: ignore[attr-defined]
+
+
 def test_announced_size_over_the_cap_is_refused_before_streaming(tmp_path: Path) -> None:
     """A huge Content-Length is refused up front, leaving no file."""
     def handler(request: httpx.Request) -> httpx.Response:
