@@ -69,19 +69,73 @@ def keep_aside(path: Path, label: str) -> Path:
 
 
 def rename_output(current: Path, target: Path) -> bool:
-    """Move a job's file (and its sidecar, when it can) to ``target``; False, moving nothing,
-    when ``target`` or its sidecar is already taken. Once the video has moved, this returns
-    True: a sidecar left behind is a lesser harm than a record that points at nothing."""
+    """Move a job's file to ``target``, with its extra files (``name~2.png``...) and its sidecar,
+    whose recorded paths are rewritten; False, moving nothing, when ``target`` or its sidecar is
+    already taken. Once the video has moved, this returns True: an extra file or a sidecar left
+    behind is a lesser harm than a record that points at nothing."""
     if target.exists() or sidecar_path(target).exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
+    document = _read_sidecar(sidecar_path(current))
     os.replace(current, target)
+    moved = {str(current): str(target)}
+    for old, new in _extra_files(document, current, target):
+        try:
+            if old.is_file() and not new.exists():
+                os.replace(old, new)
+                moved[str(old)] = str(new)
+        except OSError:
+            pass
     try:
-        if sidecar_path(current).exists():
-            os.replace(sidecar_path(current), sidecar_path(target))
+        if document is None:
+            if sidecar_path(current).exists():
+                os.replace(sidecar_path(current), sidecar_path(target))
+        else:
+            write_json_atomically(sidecar_path(target), _repointed(document, moved))
+            sidecar_path(current).unlink(missing_ok=True)
     except OSError:
         pass
     return True
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A sidecar batchrun wrote, or None (missing, unreadable, or not ours)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("batchrun_sidecar") != 1:
+        return None
+    return document
+
+
+def _extra_files(document: Mapping[str, Any] | None, current: Path, target: Path) -> list[tuple[Path, Path]]:
+    """The extra files a sidecar lists beside ``current`` (``<stem>~N.ext``), each with its name
+    beside ``target``."""
+    files = document.get("files") if document is not None else None
+    if not isinstance(files, list):
+        return []
+    pairs = []
+    for entry in files[1:]:
+        raw = entry.get("path") if isinstance(entry, Mapping) else None
+        if not isinstance(raw, str):
+            continue
+        path = Path(raw)
+        if path.parent == current.parent and path.name.startswith(f"{current.stem}~"):
+            pairs.append((path, target.with_name(target.stem + path.name[len(current.stem):])))
+    return pairs
+
+
+def _repointed(document: Mapping[str, Any], moved: Mapping[str, str]) -> dict[str, Any]:
+    """The sidecar with the paths of moved files rewritten."""
+    files = document.get("files")
+    copy = dict(document)
+    if isinstance(files, list):
+        copy["files"] = [
+            {**entry, "path": moved.get(entry.get("path"), entry.get("path"))} if isinstance(entry, Mapping) else entry
+            for entry in files
+        ]
+    return copy
 
 
 def sidecar_path(path: Path) -> Path:

@@ -266,6 +266,8 @@ class App:
                 answer["output"] = {"image": url.replace(FILE_NAME, "output.png")}
             else:
                 answer["output"] = {"videos": [url]} if self._alt else {"video": url}
+            if self.config.thumbnail_output:
+                answer["output"]["images"] = [url.replace(FILE_NAME, "output.png")]
             if self.config.extra_output_url:
                 answer["output"]["images"] = [self.config.extra_output_url]
         if job.status == protocol.FAILED:

@@ -106,6 +106,26 @@ def test_a_new_file_name_renames_done_videos_and_pays_for_nothing_again(isolated
     assert (videos / "clip000-t2.mp4").exists() and (videos / "clip001-t2.mp4").exists()
 
 
+def test_a_rename_moves_the_extra_files_too_and_the_sidecar_follows(isolated_env, make_simulator):
+    """A job's thumbnail (`clip000~2.png`) moves with its video, and the moved sidecar names the
+    files where they now are."""
+    simulator = make_simulator(thumbnail_output=True)
+    token = {"RUNCOMFY_API_TOKEN": simulator.config.token}
+    path = manifest(isolated_env, 1)
+    assert batchrun("run", str(path), "--base-url", simulator.base_url, env=token).returncode == 0
+    videos = isolated_env / "videos"
+    assert sorted(p.name for p in videos.iterdir()) == ["clip000.mp4", "clip000.mp4.json", "clip000~2.png"]
+    thumbnail = (videos / "clip000~2.png").read_bytes()
+    path.write_text(path.read_text().replace("defaults:", "takes: 2\ndefaults:"))
+    assert batchrun("plan", str(path)).returncode == 0
+    assert sorted(p.name for p in videos.iterdir()) == ["clip000-t1.mp4", "clip000-t1.mp4.json", "clip000-t1~2.png"]
+    assert (videos / "clip000-t1~2.png").read_bytes() == thumbnail
+    sidecar = json.loads((videos / "clip000-t1.mp4.json").read_text())
+    assert [f["path"] for f in sidecar["files"]] == [str(videos / "clip000-t1.mp4"), str(videos / "clip000-t1~2.png")]
+    result = batchrun("run", str(path), "--base-url", simulator.base_url, "--json", env=token)
+    assert result.returncode == 0 and json.loads(result.stdout)["submitted"] == 1, result.stdout + result.stderr
+
+
 def test_missing_token_is_one_line_and_exit_2_before_anything_happens(isolated_env):
     """Without RUNCOMFY_API_TOKEN (and no --simulate) the run refuses at once, writing nothing."""
     path = manifest(isolated_env, 2)
