@@ -22,9 +22,10 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
   a ``TransientDownloadError`` (retried, resuming);
 - gives up with ``PermanentDownloadError`` past ``max_bytes`` and on 4xx (404/410: "result
   expired or missing");
-- refuses (``NotAFileError``) a 2xx that holds no file: an empty body, or a web page (declared
-  ``text/html``, or a body that starts like an HTML document), which a CDN or a login wall
-  may send with HTTP 200 in place of the video;
+- refuses (``NotAFileError``) a 2xx that holds no file: an empty body, or a web page (a body
+  that starts like an HTML document, or one declared ``text/html`` that does not start like a
+  binary file), which a CDN or a login wall may send with HTTP 200 in place of the video; a
+  video merely mislabelled ``text/html`` is kept;
 - fsyncs the file, ``os.replace``\\ s it onto ``dest`` and fsyncs the directory.
 
 A permanent failure never leaves a ``.part`` behind. A transient failure that outlives the retry
@@ -142,9 +143,20 @@ def _head(blocks: list[bytes], size: int = 512) -> bytes:
     return head
 
 
-def _refuse_blank(size: int, head: bytes, part: Path, url: str) -> None:
-    """Raise NotAFileError (deleting the part) when what arrived is empty or a web page."""
-    if size == 0 or _HTML_START.match(head):
+#: how common video and image files begin (besides the NUL bytes most of them hold early on)
+_MEDIA_STARTS = (b"\x1a\x45\xdf\xa3", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"OggS", b"FLV")
+
+
+def _looks_like_media(head: bytes) -> bool:
+    """Whether the first bytes are those of a binary file: a text page never holds a NUL byte."""
+    return b"\0" in head or head.startswith(_MEDIA_STARTS) or head[4:8] == b"ftyp"
+
+
+def _refuse_blank(size: int, head: bytes, part: Path, url: str, *, page_type: bool = False) -> None:
+    """Raise NotAFileError (deleting the part) when what arrived is empty or a web page: a body
+    that starts like HTML, or one declared ``text/html`` that does not start like a binary file
+    (a video mislabelled ``text/html`` by its host is kept)."""
+    if size == 0 or _HTML_START.match(head) or (page_type and not _looks_like_media(head)):
         _unlink(part)
         raise NotAFileError(
             "file server sent an empty body, not the file" if size == 0
@@ -323,8 +335,7 @@ class Downloader:
         if status not in (200, 206):
             raise PermanentDownloadError(f"unexpected answer to a download (HTTP {status})", url=url)
 
-        if _is_web_page_type(response.headers.get("content-type")):
-            raise NotAFileError("file server sent a web page (text/html), not the file", url=url)
+        page_type = _is_web_page_type(response.headers.get("content-type"))
         encoded = _is_encoded(response)
         expected: int | None = None
         range_end: int | None = None
@@ -375,7 +386,7 @@ class Downloader:
             raise TransientDownloadError(f"got {size} bytes, more than the {expected} announced", url=url)
         if expected is not None and size != expected:
             raise TransientDownloadError(f"truncated download: got {size} of {expected} bytes", url=url)
-        _refuse_blank(size, head, part, url)
+        _refuse_blank(size, head, part, url, page_type=page_type)
         os.replace(part, dest)
         await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
         return DownloadedFile(

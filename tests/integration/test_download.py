@@ -193,6 +193,7 @@ class _BigFile(BaseHTTPRequestHandler):
     stall_at = 0  #: when set, stop sending after this many bytes until ``release`` is set
     release = threading.Event()
     ranges: list[str | None] = []
+    content_type: str | None = None
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         cls = type(self)
@@ -204,6 +205,8 @@ class _BigFile(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(cls.body) - 1}/{len(cls.body)}")
         if cls.announce:
             self.send_header("Content-Length", str(len(cls.body) - start))
+        if cls.content_type:
+            self.send_header("Content-Type", cls.content_type)
         self.end_headers()
         end = len(cls.body)
         if cls.cut_first > 0:
@@ -313,4 +316,23 @@ def test_a_web_page_cut_off_and_resumed_is_still_refused(big_file: Any, tmp_path
     with pytest.raises(NotAFileError, match="web page"):
         fetch(big_file.url, tmp_path / "out" / "clip.mp4")
     assert big_file.ranges == [None, "bytes=100-"]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("cut", [0, 100])
+def test_a_video_mislabelled_text_html_is_kept(big_file: Any, tmp_path: Path, cut: int) -> None:
+    """The body decides, not the label: an MP4 served as text/html is saved (whole, or resumed)."""
+    big_file.body = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20
+    big_file.content_type, big_file.cut_first, big_file.cut_at = "text/html; charset=utf-8", int(bool(cut)), cut
+    got = fetch(big_file.url, tmp_path / "clip.mp4")
+    assert (tmp_path / "clip.mp4").read_bytes() == big_file.body and got.size == len(big_file.body)
+
+
+def test_text_labelled_html_that_is_no_media_file_is_refused(big_file: Any, tmp_path: Path) -> None:
+    """A text/html answer without HTML tags (a bare 'Access denied') is still not a video."""
+    from batchrun.errors import NotAFileError
+
+    big_file.body, big_file.content_type = b"Access denied. Please sign in again.", "text/html"
+    with pytest.raises(NotAFileError, match="web page"):
+        fetch(big_file.url, tmp_path / "out" / "clip.mp4")
     assert list((tmp_path / "out").iterdir()) == []
