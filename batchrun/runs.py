@@ -73,6 +73,9 @@ class RunOptions:
     #: how late a finished job may be noticed, as a fraction of the learned mean duration: lower
     #: finishes campaigns sooner with more status requests, higher spends fewer requests
     poll_lateness: float = 0.03
+    #: seconds a refused token lets the POSTs already under way finish (the API client's own
+    #: timeout is 30 s): each then gets its real answer, recorded, instead of being left in doubt
+    auth_stop_grace: float = 35.0
 
     @property
     def heartbeat_seconds(self) -> float:

@@ -68,6 +68,9 @@ class Runner(Submitting, Polling, Downloading):
         self._tg: TaskGroup | None = None
         self._post_lanes = anyio.CapacityLimiter(options.submit_parallelism)
         self._submitting_now = 0  # submit tasks alive (they may hand their job back to pending)
+        self._posting = 0  # POSTs under way, between sending and their answer
+        self._post_answered = anyio.Event()  # set (and replaced by the waiter) as each POST ends
+        self._auth_stopping = False
         self._deferrals: dict[int, int] = {}  # job id -> submits that ran out of retries this run
         self._given_up: set[int] = set()  # jobs not to claim again this run
         self._later_downloads: dict[int, int] = {}  # job id -> downloads put off for later this run
@@ -228,15 +231,31 @@ class Runner(Submitting, Polling, Downloading):
         self._moved(failed, expected or job.state, JobState.FAILED, error)
 
     def _auth_failed(self, error: AuthError) -> None:
-        """The token was refused: stop everything at once (every state is already recorded)."""
+        """The token was refused: submit nothing more and stop (every state is already recorded).
+
+        POSTs already under way may have created (billed) jobs: cutting them off would leave
+        those jobs in doubt, so the run first waits (at most ``auth_stop_grace``) for their
+        answers, which are recorded: a job RunComfy created is polled by the next run, one it
+        refused goes back to pending. Meanwhile nothing new is sent."""
         if not self.summary.auth_failed:
             self.summary.auth_failed = True
             self.summary.stop_reason = f"{error.message}; the run stopped"
             self.progress.message(self.summary.stop_reason)
         self._stop_submitting = True
         self._stopped.set()
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+        self.slots.close()
+        if self._tg is not None and not self._auth_stopping:
+            self._auth_stopping = True
+            self._tg.start_soon(self._stop_after_posts)
+
+    async def _stop_after_posts(self) -> None:
+        """Cancel the run once no POST is under way (or the grace has passed)."""
+        with anyio.move_on_after(self.options.auth_stop_grace):
+            while self._posting:
+                self._post_answered = anyio.Event()
+                await self._post_answered.wait()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
 
     def _finish_one(self) -> None:
         self._active -= 1

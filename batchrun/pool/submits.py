@@ -146,13 +146,11 @@ class Submitting:
 
     async def _post_once(self: Runner, job: Job) -> str:
         """One POST of a job now in `submitting`; certain refusals are raised to ``_post``."""
+        self._posting += 1
         try:
             submission = await self.client.submit(job.model, dict(job.input))
-        except anyio.get_cancelled_exc_class():
-            if self.summary.auth_failed:  # stopped because another request's token was refused
-                with anyio.CancelScope(shield=True):  # this POST may have been accepted: its cost stays charged
-                    self.store.reset_to_pending(job.id, "not submitted: the run stopped on an auth error")
-            raise  # otherwise (Ctrl-C twice) it stays `submitting`: the POST may have reached RunComfy
+        # cancelled (Ctrl-C twice, or no answer within the grace of an auth stop): the job stays
+        # `submitting`, its cost charged, since the POST may have reached RunComfy
         except SubmitOutcomeUnknown as error:
             again = await self._unknown_submission(job, f"the submit answer was lost ({error})")
             return "again" if again else "held"
@@ -168,6 +166,9 @@ class Submitting:
         except PermanentApiError as error:
             self._fail(job, message_of(error), expected=JobState.SUBMITTING)
             return "failed"
+        finally:
+            self._posting -= 1
+            self._post_answered.set()
         job = self.store.record_submission(job.id, submission.request_id)
         self.summary.submitted += 1
         self._moved(job, JobState.SUBMITTING, JobState.QUEUED, submission.request_id)

@@ -542,20 +542,61 @@ class _SlowFirstPostThen401(httpx.AsyncBaseTransport):
         return httpx.Response(401, json={"error_code": 401001, "error_message": "token revoked"})
 
 
-def test_an_auth_stop_keeps_the_charge_of_a_post_that_may_have_created_a_job(campaign_factory, make_simulator):
-    """A 401 stops the run while another POST is under way: that POST may have been accepted, so
-    its cost stays committed (the budget still bounds what was really spent); the refused one's
-    does not."""
+def test_an_auth_stop_keeps_a_post_without_answer_in_doubt_and_charged(campaign_factory, make_simulator):
+    """A 401 stops the run while another POST is under way and never answered: that POST may
+    have created a job, so after the grace it stays `submitting` (held, never resubmitted
+    silently) and its cost stays committed; the refused one is pending, its cost given back."""
     simulator = make_simulator()
     campaign = campaign_factory(2)
     cid = campaign.report.campaign_id
     per_job = campaign.jobs()[0].estimated_cost
 
     summary = campaign.run(simulator, transport=_SlowFirstPostThen401(), budget=10 * per_job, concurrency=2,
-                           submit_parallelism=2)
+                           submit_parallelism=2, auth_stop_grace=0.2)
     assert summary.auth_failed and simulator.stats().jobs_created == 1
     assert campaign.store.committed_cost(cid) == pytest.approx(per_job)
-    assert all(job.state is JobState.PENDING for job in campaign.jobs())
+    assert sorted(job.state for job in campaign.jobs()) == [JobState.PENDING, JobState.SUBMITTING]
+
+
+class _FirstPostAnsweredAfterA401(httpx.AsyncBaseTransport, SilentProgress):
+    """The first POST creates its job; the second is refused with 401; only once the run has
+    said it stops (it is also the run's progress) does the first POST's (good) answer arrive."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.created, self.stopping = anyio.Event(), anyio.Event()
+        self.posts = 0
+
+    def message(self, text: str) -> None:
+        if "the run stopped" in text:
+            self.stopping.set()
+
+    async def handle_async_request(self, request):
+        if request.method != "POST" or "/v1/models/" not in request.url.path:
+            return await self.inner.handle_async_request(request)
+        self.posts += 1
+        if self.posts == 1:
+            response = await self.inner.handle_async_request(request)
+            await response.aread()
+            self.created.set()
+            await self.stopping.wait()
+            await anyio.lowlevel.checkpoint()  # where a run that cut POSTs off would cancel this one
+            return response
+        await self.created.wait()
+        return httpx.Response(401, json={"error_code": 401001, "error_message": "token revoked"})
+
+
+def test_an_auth_stop_waits_for_the_answers_of_posts_under_way(campaign_factory, make_simulator):
+    """A 401 does not cut off a POST under way: its answer is recorded, so the next run (with a
+    good token) polls that job instead of paying for it again."""
+    simulator = make_simulator()
+    campaign = campaign_factory(2)
+    both = _FirstPostAnsweredAfterA401()
+    summary = campaign.run(simulator, transport=both, progress=both, concurrency=2, submit_parallelism=2)
+    assert summary.auth_failed and simulator.stats().jobs_created == 1
+    assert sorted(job.state for job in campaign.jobs()) == [JobState.PENDING, JobState.QUEUED]
+    assert campaign.run(simulator).exit_code == 0
+    assert simulator.stats().jobs_created == 2 and simulator.stats().duplicates() == 0
 
 
 def _rename_all(campaign, names: dict[str, str]) -> list[str]:
