@@ -76,6 +76,10 @@ class RunOptions:
     #: seconds a refused token lets the POSTs already under way finish (the API client's own
     #: timeout is 30 s): each then gets its real answer, recorded, instead of being left in doubt
     auth_stop_grace: float = 35.0
+    #: seconds of failed checks in a row (5xx, no connection, odd answers) after which a job is
+    #: left, as it is, for the next run: one job whose status RunComfy cannot give never keeps
+    #: an unattended run from ending
+    poll_give_up_seconds: float = 3600.0
 
     @property
     def heartbeat_seconds(self) -> float:

@@ -63,6 +63,7 @@ import httpx
 
 from batchrun import __version__, protocol
 from batchrun.api.responses import (
+    TERMINAL,
     CancelReport,
     ResultReport,
     StatusReport,
@@ -70,6 +71,7 @@ from batchrun.api.responses import (
     SubmitOutcomeUnknown,
     classify_error,
     decode_body,
+    known_status,
     parse_cancel,
     parse_result,
     parse_status,
@@ -78,6 +80,7 @@ from batchrun.api.responses import (
     redact_value,
 )
 from batchrun.errors import (
+    AuthError,
     BatchrunError,
     ConfigError,
     PermanentApiError,
@@ -310,7 +313,7 @@ class RunComfyClient:
             problem = classify_error(
                 response.status_code, response.headers, body, secret=self._token, poll=True
             )
-            if problem is not None:
+            if problem is not None and not _tells_a_finished_job(endpoint, response, data, problem):
                 raise problem
             if empty_ok and response.is_success and not response.content.strip():
                 return {}
@@ -347,6 +350,19 @@ class RunComfyClient:
 
     def _safe(self, text: str) -> str:
         return redact(" ".join(text.split()), self._token)
+
+
+def _tells_a_finished_job(endpoint: str, response: httpx.Response, data: Any, problem: BaseException) -> bool:
+    """Whether a 2xx status/result answer whose ``error_code`` marks it as an error still says
+    the job ended (``{"status": "failed", "error_code": 500001, ...}``): that is the job's own
+    outcome, to be recorded, not a failed request to retry. A refused token is never that."""
+    return (
+        endpoint in ("status", "result")
+        and response.is_success
+        and not isinstance(problem, AuthError)
+        and isinstance(data, Mapping)
+        and known_status(data.get("status")) in TERMINAL
+    )
 
 
 def _quote_id(request_id: str) -> str:

@@ -47,6 +47,7 @@ class Tracked:
     empty_outputs: int = 0
     odd_answers: int = 0  # undocumented error answers in a row
     via_status: bool = False  # /result refused while unfinished: check /status first
+    failing_since: float | None = None  # monotonic time of the first of the failed checks in a row
 
 
 class Polling:
@@ -140,11 +141,28 @@ class Polling:
             self._poll_later(tracked, error)
             return
         tracked.odd_answers = 0
+        tracked.failing_since = None
         self._on_report(tracked, report)
 
     def _poll_later(self: Runner, tracked: Tracked, error: BaseException) -> None:
         self.store.record_event(tracked.job_id, "poll_error", {"error": message_of(error)})
-        self._push(self.clock.monotonic() + self.schedule.cap, tracked)
+        now = self.clock.monotonic()
+        if tracked.failing_since is None:
+            tracked.failing_since = now
+        if now - tracked.failing_since >= self.options.poll_give_up_seconds:
+            self._leave_for_next_run(tracked, error, now - tracked.failing_since)
+            return
+        self._push(now + self.schedule.cap, tracked)
+
+    def _leave_for_next_run(self: Runner, tracked: Tracked, error: BaseException, failing: float) -> None:
+        """Stop checking a job whose checks have failed for ``poll_give_up_seconds``: it stays in
+        its state (paid for, never failed for this), and the next run checks it again."""
+        self.store.record_event(tracked.job_id, "checks_abandoned", {"error": message_of(error),
+                                                                    "failing_seconds": round(failing)})
+        self.progress.message(f"{tracked.key}: RunComfy's answers about it have failed for {failing / 60:.0f} min "
+                              f"({message_of(error)}); left {tracked.state.value} for the next run")
+        self._finish_at_runcomfy(tracked)
+        self._finish_one()
 
     def _on_report(self: Runner, tracked: Tracked, report: Any) -> None:
         now = self.clock.monotonic()

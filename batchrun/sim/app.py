@@ -272,6 +272,8 @@ class App:
                 answer["output"]["images"] = [self.config.extra_output_url]
         if job.status == protocol.FAILED:
             answer["error"] = job.error
+            if self.config.failure_error_code is not None:
+                answer["error_code"] = self.config.failure_error_code
         if not self._alt:
             answer["created_at"] = _iso(self.engine.wall(job.created_at))
             if job.finished_at is not None:

@@ -129,6 +129,7 @@ class SimConfig:
     #: as a CDN or a login wall may (``Simulator.set_blank_files`` changes it while running)
     blank_files: str | None = None
     image_only_output: bool = False  # outputs hold only `image` (a .png URL), no video
+    failure_error_code: int | None = None  # a failed job's status/result also carry this top-level `error_code`
     thumbnail_output: bool = False  # outputs also list `images: [<the job's .png URL>]`, a file that is served
     empty_cancel_answers: bool = False  # a cancel answers 204 with no body (it still cancels a queued job)
 

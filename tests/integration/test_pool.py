@@ -155,15 +155,52 @@ def test_transient_faults_are_retried_until_every_job_is_done(campaign_factory, 
         assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == served[job.result_urls[0]]
 
 
-def test_failed_generations_record_the_servers_error(campaign_factory, make_simulator):
-    """A generation that fails at RunComfy ends `failed` with RunComfy's message; the run exits 1."""
-    simulator = make_simulator(failure_rate=1.0)
+@pytest.mark.parametrize("error_code", [None, 500001, 400002])
+def test_failed_generations_record_the_servers_error(campaign_factory, make_simulator, error_code):
+    """A generation that fails at RunComfy ends `failed` with RunComfy's message; the run exits 1.
+    An `error_code` beside `status: failed` does not turn the job's outcome into a request error
+    to retry (the run would poll it forever) or stop the run."""
+    simulator = make_simulator(failure_rate=1.0, failure_error_code=error_code)
     campaign = campaign_factory(3)
     summary = campaign.run(simulator)
-    assert summary.exit_code == 1
+    assert summary.exit_code == 1 and summary.stop_reason is None
     failed = campaign.jobs(JobState.FAILED)
     assert len(failed) == 3 and all(job.error for job in failed)
     assert len(summary.failures) == 3
+    assert simulator.stats().requests["result"] <= 3 * 4  # a few checks each, no retries
+
+
+class _ChecksFail(httpx.AsyncBaseTransport):
+    """Every status and result request answers 503; the rest reaches the simulator."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request):
+        if "/v1/requests/" in request.url.path:
+            return httpx.Response(503, text="Service Unavailable")
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_job_whose_checks_keep_failing_is_left_for_the_next_run(campaign_factory, make_simulator):
+    """When RunComfy cannot say how a job is doing for `poll_give_up_seconds`, the run ends
+    anyway (exit 1) with the job left as it is, never failed: the next run collects it."""
+    simulator = make_simulator()
+    campaign = campaign_factory(2)
+    progress = _Messages()
+    summary = campaign.run(simulator, transport=_ChecksFail(), progress=progress, poll_give_up_seconds=0)
+    assert summary.exit_code == 1 and simulator.stats().jobs_created == 2
+    assert all(job.state is JobState.QUEUED for job in campaign.jobs())
+    assert sum("for the next run" in text for text in progress.texts) == 2
+    assert campaign.run(simulator).exit_code == 0 and simulator.stats().jobs_created == 2
+
+
+class _Messages(SilentProgress):
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.texts.append(text)
 
 
 def test_unknown_model_fails_only_that_job_without_retry(campaign_factory, make_simulator):
