@@ -366,6 +366,10 @@ def classify_error(
     """
     data = decode_body(body)
     payload = data if isinstance(data, Mapping) else {}
+    nested = payload.get("detail")
+    if (_int_or_none(payload.get("error_code")) is None and isinstance(nested, Mapping)
+            and _int_or_none(nested.get("error_code")) is not None):
+        payload = nested  # a framework's wrapper, {"detail": {"error_code": ..., "error_message": ...}}
     code = _int_or_none(payload.get("error_code"))
     if code is not None and (code == 0 or 200 <= code < 300):  # "error_code": 0 / 200 mean no error
         code = None
@@ -398,7 +402,9 @@ def classify_error(
     if server_message is not None and not isinstance(server_message, str):
         server_message = str(server_message)
     detail = payload.get("detail")
-    if cls is ValidationRejectedError or (status_code == 422 and detail is not None):
+    if cls is ValidationRejectedError or (status_code == 422 and detail is not None) or (
+        not server_message and detail is not None
+    ):  # a bare {"detail": ...} is the only reason some servers (FastAPI's) give
         summary = summarize_detail(detail)
         if summary:
             server_message = f"{server_message}: {summary}" if server_message else summary

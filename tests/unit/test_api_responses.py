@@ -429,3 +429,16 @@ def test_json_nested_past_any_real_answer_counts_as_not_json() -> None:
     assert decode_body(b"[" * 200_000 + b"]" * 200_000) is None
     assert decode_body("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)) is None
     assert decode_body("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+
+
+def test_a_frameworks_detail_wrapper_is_read_like_the_error_it_wraps() -> None:
+    """{"detail": {"error_code": 400002, ...}} is the published error inside a wrapper: it stops
+    submitting like 400002 does; a bare {"detail": "..."} gives the server's reason."""
+    wrapped = body(detail={"error_code": 400002, "error_message": "Insufficient balance, top up"})
+    error = classify_error(400, {}, wrapped)
+    assert isinstance(error, InsufficientBalanceError) and "Insufficient balance" in error.message
+    assert isinstance(classify_error(400, {}, body(detail={"error_code": 401001})), AuthError)
+    error = classify_error(400, {}, body(detail="Unknown model id: kling/x not enabled for this account"))
+    assert isinstance(error, PermanentApiError) and "not enabled for this account" in error.message
+    error = classify_error(400, {}, body(detail=[{"loc": ["body", "prompt"], "msg": "too long"}]))
+    assert "prompt: too long" in error.message
