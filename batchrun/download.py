@@ -52,7 +52,6 @@ from batchrun.api.client import NoCookieJar
 from batchrun.api.responses import one_line, parse_retry_after
 from batchrun.errors import NotAFileError, PermanentDownloadError, TransientDownloadError
 from batchrun.retry import RetryPolicy
-from batchrun.urls import is_loopback_host
 
 CHUNK = 1024 * 1024
 BATCH = 2 * 1024 * 1024  #: bytes gathered before a write-and-hash hand-off to a thread
@@ -75,21 +74,20 @@ class DownloadedFile:
 
 
 def check_url(url: str | httpx.URL) -> httpx.URL:
-    """The URL, when batchrun may fetch it: https, or http to a loopback host."""
+    """The URL, when batchrun may fetch it: http or https, with a host and a possible port. (No
+    credentials ever go with a download, so plain http risks no secret.)"""
     try:
         parsed = httpx.URL(str(url))
     except (httpx.InvalidURL, TypeError, ValueError) as error:
         raise PermanentDownloadError(f"not a valid URL: {str(url)[:200]}", url=str(url)) from error
+    if parsed.scheme not in ("http", "https"):
+        raise PermanentDownloadError(f"refusing to download {parsed.scheme}:// URLs (only http and https): "
+                                     f"{str(url)[:200]}", url=str(url))
     if not parsed.host:
         raise PermanentDownloadError(f"URL has no host: {str(url)[:200]}", url=str(url))
-    if parsed.scheme == "https":
-        return parsed
-    if parsed.scheme == "http" and is_loopback_host(parsed.host):
-        return parsed
-    raise PermanentDownloadError(
-        f"refusing to download {parsed.scheme}:// from {parsed.host}: only https (or http to loopback)",
-        url=str(url),
-    )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise PermanentDownloadError(f"URL has an impossible port ({parsed.port}): {str(url)[:200]}", url=str(url))
+    return parsed
 
 
 def sha256_file(path: Path | str) -> str:
@@ -206,8 +204,13 @@ def _hash_existing(path: Path) -> tuple[int, Any, bytes]:
     return size, digest, head
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
 class Downloader:
-    """Fetches result files without credentials; use as ``async with Downloader() as d``."""
+    """Fetches result files (without credentials, except from the API's own origin); use as
+    ``async with Downloader() as d``."""
 
     def __init__(
         self,
@@ -219,8 +222,14 @@ class Downloader:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 8,
         rng: random.Random | None = None,
+        api_credentials: tuple[str, str] | None = None,
     ) -> None:
+        """``api_credentials`` (base URL, token): a file served by the API's own origin (same
+        scheme, host and port) is fetched with the token, as every request to the API is; no
+        other host, nor a redirect away from that origin, ever gets it."""
         self.max_bytes = max_bytes
+        self._api_origin = _origin(httpx.URL(api_credentials[0])) if api_credentials else None
+        self._api_auth = {"Authorization": f"Bearer {api_credentials[1]}"} if api_credentials else {}
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng
@@ -263,7 +272,8 @@ class Downloader:
         current = check_url(url)
         for _ in range(MAX_REDIRECTS + 1):
             self.request_count += 1
-            request = self._http.build_request("GET", current, headers=headers)
+            hop_headers = {**headers, **self._api_auth} if _origin(current) == self._api_origin else headers
+            request = self._http.build_request("GET", current, headers=hop_headers)
             response = await self._http.send(request, stream=True)
             if not response.is_redirect:
                 return response

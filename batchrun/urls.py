@@ -9,7 +9,7 @@ def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1) only.
 
     ``*.localhost`` names are NOT loopback here: nothing guarantees a resolver keeps them on this
-    machine, and plain http (the token, result files) is only allowed where it cannot leave it.
+    machine, so the token sent over plain http to one is warned about like any other host.
     """
     host = host.strip("[]").lower().rstrip(".")
     if host == "localhost":

@@ -130,19 +130,41 @@ class NoCookieJar(CookieJar):
 
 
 def checked_base_url(base_url: str) -> str:
-    """The API base URL without a trailing slash, or a ConfigError when the token must not go there."""
+    """The API base URL without a trailing slash, or a ConfigError when it cannot be one."""
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError):
         raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}")
-    if url.scheme == "http" and not is_loopback_host(url.host):
-        raise ConfigError(
-            f"refusing to send the API token over plain http to {url.host}; use https (http is only "
-            "allowed for loopback addresses such as the simulator)"
-        )
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ConfigError(f"base URL has an impossible port ({url.port}): {base_url!r}")
     return str(url).rstrip("/")
+
+
+def plain_http_warning(base_url: str) -> str | None:
+    """A warning when the token would travel unencrypted to another machine (a test server
+    reached over plain http, say); None for https and for this machine (the simulator)."""
+    url = httpx.URL(base_url)
+    if url.scheme == "http" and not is_loopback_host(url.host):
+        return (f"warning: the API token goes to {url.host} over plain http, unencrypted; "
+                "use https unless this is a test server on a network you trust")
+    return None
+
+
+def checked_token(token: str) -> str:
+    """The token as sent in the Authorization header, or a ConfigError naming what is wrong with
+    it (never the token itself): a copy-paste can bring a space, a line break or an invisible
+    character that no HTTP header may carry."""
+    token = token.strip()
+    if not token:
+        raise ConfigError(f"no RunComfy API token; set {protocol.TOKEN_ENV}")
+    for position, char in enumerate(token, start=1):
+        if not ("!" <= char <= "~"):
+            what = "a space" if char == " " else f"the character U+{ord(char):04X}"
+            raise ConfigError(f"{protocol.TOKEN_ENV} holds {what} at position {position}, which no HTTP "
+                              "header can carry; copy the token again")
+    return token
 
 
 class RunComfyClient:
@@ -160,10 +182,8 @@ class RunComfyClient:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if not token or not token.strip():
-            raise ConfigError(f"no RunComfy API token; set {protocol.TOKEN_ENV}")
+        self._token = checked_token(token or "")
         self.base_url = checked_base_url(base_url)
-        self._token = token.strip()
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng
@@ -224,7 +244,7 @@ class RunComfyClient:
                 response = await self._send("submit", "POST", path, json=dict(input))
             except _NOT_SENT as error:
                 raise self._transient(error, "submit") from error
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:  # a broken connection, or an answer that cannot be decoded
                 raise SubmitOutcomeUnknown(
                     self._safe(
                         f"no answer to the submit ({type(error).__name__}: {error}); the job may exist"
@@ -305,7 +325,7 @@ class RunComfyClient:
         async def attempt() -> Any:
             try:
                 response = await self._send(endpoint, method, path)
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:  # a transport failure, or a body that cannot be decoded
                 if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
                     raise PermanentApiError(self._safe(f"{endpoint} request invalid: {error}")) from error
                 raise self._transient(error, endpoint) from error

@@ -16,7 +16,7 @@ import click
 
 from batchrun import planning, protocol
 from batchrun.api import RunComfyClient
-from batchrun.api.client import api_lanes, checked_base_url
+from batchrun.api.client import api_lanes, checked_base_url, checked_token, plain_http_warning
 from batchrun.cli.options import USD, FiniteRange, db_option, json_option, loading_options, manifest_argument
 from batchrun.cli.plan import opened_store
 from batchrun.cli.progress import LiveProgress, LogProgress
@@ -129,7 +129,11 @@ def run(
         poll_lateness=poll_lateness,
     )
     if not simulate:
-        base_url = checked_base_url(base_url)  # before anything is written
+        token = checked_token(token)  # before anything is written
+        base_url = checked_base_url(base_url)
+        warning = plain_http_warning(base_url)
+        if warning:
+            click.echo(warning, err=True)
     output_dir = (out_dir or campaign.output_dir).resolve()
     _ensure_output_dir(output_dir)
     with (
@@ -212,7 +216,7 @@ def _execute(
 
     async def main() -> RunSummary:
         async with RunComfyClient(base_url, token, max_connections=api_lanes(options.concurrency)) as client, Downloader(
-            max_connections=options.downloads, max_bytes=max_bytes
+            max_connections=options.downloads, max_bytes=max_bytes, api_credentials=(client.base_url, token)
         ) as downloader:
             await anyio.to_thread.run_sync(client.check_host_resolves)
             progress_cm = LiveProgress(terminal) if live else contextlib.nullcontext(LogProgress() if not quiet else None)

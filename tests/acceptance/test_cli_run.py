@@ -290,12 +290,20 @@ def test_unusable_output_folder_or_database_is_one_line_exit_2(isolated_env):
     assert len(db.stderr.strip().splitlines()) == 1
 
 
-def test_a_plain_http_base_url_is_refused_before_anything_is_written(isolated_env):
-    """`--base-url http://remote` would send the token in clear: one line, exit 2, no database."""
+def test_a_plain_http_base_url_to_another_machine_is_used_with_a_warning(isolated_env, make_simulator):
+    """`--base-url http://<not this machine>` (a test server, say) works, and says once on stderr
+    that the token travels unencrypted; a broken port is one line, exit 2, no database."""
     path = manifest(isolated_env, 1)
-    result = batchrun("run", str(path), "--base-url", "http://api.example.com", env={"RUNCOMFY_API_TOKEN": "t"})
-    assert result.returncode == 2 and "plain http" in result.stderr
+    bad = batchrun("run", str(path), "--base-url", "http://127.0.0.1:80800", env={"RUNCOMFY_API_TOKEN": "t"})
+    assert bad.returncode == 2 and "port" in bad.stderr and "Traceback" not in bad.stderr
     assert not (isolated_env / "accept.batchrun.db").exists()
+    simulator = make_simulator()
+    remote = simulator.base_url.replace("127.0.0.1", "0.0.0.0")  # reaches this machine, but is no loopback name
+    result = batchrun("run", str(path), "--base-url", remote, env={"RUNCOMFY_API_TOKEN": simulator.config.token})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "plain http, unencrypted" in result.stderr and result.stderr.count("warning:") == 1
+    quiet = batchrun("run", str(path), "--base-url", simulator.base_url, env={"RUNCOMFY_API_TOKEN": "x"})
+    assert "warning:" not in quiet.stderr  # the simulator's own loopback address needs no warning
 
 
 def test_poll_lateness_out_of_range_is_a_usage_error(isolated_env):

@@ -56,12 +56,13 @@ def test_database_and_output_folder_are_user_only(isolated_env):
     assert stat.S_IMODE((isolated_env / "out").stat().st_mode) == 0o700
 
 
-def test_token_is_never_sent_over_plain_http_to_a_remote_host():
-    """An http:// base URL is refused unless it is loopback, so the token cannot travel in clear."""
+@pytest.mark.parametrize("token", ["tok-abc\u200b", "tok abc", "tok\nabc", "tok-ü"])
+def test_a_token_no_header_can_carry_is_one_line_that_does_not_show_it(token):
+    """A copy-paste that brought an invisible character or a line break: a clear ConfigError
+    naming the position, never a traceback and never the token."""
     with pytest.raises(ConfigError) as caught:
-        RunComfyClient("http://model-api.example.com", TOKEN)
-    assert TOKEN not in caught.value.message and "https" in caught.value.message
-    RunComfyClient("http://127.0.0.1:9", TOKEN)  # the simulator's form is fine
+        RunComfyClient("https://api.test", token)
+    assert "position" in caught.value.message and token.strip() not in caught.value.message
 
 
 @pytest.mark.parametrize("filename", ["../escape.mp4", "/etc/passwd", "a/../../b.mp4", "CON.mp4", "x\x00y.mp4",

@@ -582,10 +582,15 @@ def test_http_like_error_code_in_a_200_is_retried() -> None:
     assert len(rec.requests) == 3
 
 
-def test_http_base_url_on_a_dot_localhost_name_is_refused() -> None:
-    """The token never goes over plain http to a *.localhost name, which a resolver may send elsewhere."""
-    with pytest.raises(ConfigError):
-        RunComfyClient("http://api.localhost:8000", TOKEN)
+@pytest.mark.parametrize(("base", "warned"), [("http://api.localhost:8000", True), ("http://10.0.0.5", True),
+                                              ("http://127.0.0.1:9", False), ("https://api.test", False)])
+def test_plain_http_to_another_machine_is_warned_about(base: str, warned: bool) -> None:
+    """The token over plain http is allowed (a test server), but said, unless it stays on this
+    machine; a *.localhost name may not (a resolver may send it elsewhere)."""
+    from batchrun.api.client import plain_http_warning
+
+    assert (plain_http_warning(base) is not None) is warned
+    RunComfyClient(base, TOKEN)
 
 
 def test_206_to_a_plain_get_is_accepted(tmp_path: Path) -> None:
@@ -645,16 +650,27 @@ def test_file_host_retry_after_is_honoured(tmp_path: Path) -> None:
     assert slept == [11] and (tmp_path / "a.mp4").read_bytes() == b"ok"
 
 
-@pytest.mark.parametrize("url", ["http://cdn.localhost/a.mp4", "http://a.b.localhost:9/a.mp4"])
-def test_downloader_refuses_plain_http_to_dot_localhost(url: str, tmp_path: Path) -> None:
-    """Result files over plain http are only fetched from this machine, never from a *.localhost name."""
+def test_files_on_the_apis_own_origin_get_the_token_and_no_other_host_does(tmp_path: Path) -> None:
+    """A result file the API host serves itself is fetched with the token (like every request to
+    the API); a CDN, another port, or a redirect away from the API host never sees it."""
+    seen: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[str(request.url)] = request.headers.get("authorization")
+        if request.url.path == "/moved.mp4":
+            return httpx.Response(302, headers={"Location": "http://cdn.test/v.mp4"})
+        return httpx.Response(200, content=b"\x00\x00\x00\x18ftypmp42")
 
     async def main() -> None:
-        async with Downloader(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as d:
-            await d.fetch(url, tmp_path / "a.mp4")
+        async with Downloader(transport=httpx.MockTransport(handler), api_credentials=("http://api.test:8080", TOKEN)) as d:
+            for i, url in enumerate(["http://api.test:8080/files/v.mp4", "http://api.test:9090/v.mp4",
+                                     "https://cdn.test/v.mp4", "http://api.test:8080/moved.mp4"]):
+                await d.fetch(url, tmp_path / f"{i}.mp4")
 
-    with pytest.raises(PermanentDownloadError, match="refusing"):
-        anyio.run(main)
+    anyio.run(main)
+    assert seen == {"http://api.test:8080/files/v.mp4": f"Bearer {TOKEN}", "http://api.test:9090/v.mp4": None,
+                    "https://cdn.test/v.mp4": None, "http://api.test:8080/moved.mp4": f"Bearer {TOKEN}",
+                    "http://cdn.test/v.mp4": None}
 
 
 def test_the_api_client_keeps_no_cookies() -> None:
@@ -788,3 +804,24 @@ def test_a_bare_404_on_submit_says_the_model_is_unknown() -> None:
             assert "request id" not in info.value.message and "HTTP 404" in info.value.message
 
     run(main)
+
+
+def test_an_answer_that_cannot_be_decoded_is_retried_or_in_doubt_never_a_crash() -> None:
+    """A body labelled gzip that is not gzip: a poll is retried; a submit may have created the
+    job, so it is in doubt (SubmitOutcomeUnknown), never a traceback."""
+    def bad(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=httpx.ByteStream(b'{"request_id": "r", "status": "in_queue"}'),
+                              headers={"Content-Encoding": "gzip"})
+
+    rec = Recorder(bad, bad, ok(request_id="r", status="in_queue"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            assert (await client.status("r")).status == "queued"
+        rec.answers = [bad]
+        async with client_for(rec) as client:
+            with pytest.raises(SubmitOutcomeUnknown):
+                await client.submit("m", {"prompt": "x"})
+
+    run(main)
+    assert rec.slept == [1, 2]

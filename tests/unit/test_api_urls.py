@@ -17,5 +17,5 @@ def test_loopback_hosts(host: str) -> None:
     "host", ["api.localhost", "evil.localhost.", "localhost.example.com", "10.0.0.1", "example.com", "::2"]
 )
 def test_names_that_may_leave_the_machine_are_not_loopback(host: str) -> None:
-    """A *.localhost name (or anything else) never gets the token or a file fetch over plain http."""
+    """A *.localhost name (or anything else) is not this machine: plain http to it is warned about."""
     assert not is_loopback_host(host)
