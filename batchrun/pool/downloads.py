@@ -82,9 +82,7 @@ class Downloading:
             self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
             return
         except OSError as error:  # the local disk, not the network: nothing later jobs can do better
-            self.store.record_event(job.id, "download_error", {"error": str(error)})
-            self.stop_submitting(f"cannot write {job.output_name} in {self.output_dir}: {error.strerror or error}; "
-                                 "no new jobs are submitted")
+            self._cannot_write(job, error)
             return
         except (DownloadError, httpx.HTTPError) as error:
             message = getattr(error, "message", None) or str(error) or type(error).__name__
@@ -96,11 +94,15 @@ class Downloading:
             self.store.record_event(job.id, "no_video_in_output", {"url": primary["url"]})
             self.progress.message(f"{job.key}: RunComfy's output holds no video; kept its image as "
                                   f"{Path(primary['path']).name}")
-        await anyio.to_thread.run_sync(  # it fsyncs: keep the event loop free meanwhile
-            write_json_atomically,
-            sidecar_path(Path(primary["path"])),
-            sidecar_document(job, campaign=self.summary.campaign, files=files, timings=_timings(job)),
-        )
+        try:
+            await anyio.to_thread.run_sync(  # it fsyncs: keep the event loop free meanwhile
+                write_json_atomically,
+                sidecar_path(Path(primary["path"])),
+                sidecar_document(job, campaign=self.summary.campaign, files=files, timings=_timings(job)),
+            )
+        except OSError as error:  # the disk filled up after the video fitted: the job stays `downloading`
+            self._cannot_write(job, error)
+            return
         try:
             done = self.store.mark_done(  # the "downloaded" events ride in the same commit
                 job.id, output_path=primary["path"], size=primary["size"], sha256=primary["sha256"],
@@ -110,6 +112,13 @@ class Downloading:
             return
         self.summary.downloaded += 1
         self._moved(done, JobState.DOWNLOADING, JobState.DONE)
+
+    def _cannot_write(self: Runner, job: Job, error: OSError) -> None:
+        """The output folder refused a write (disk full, read-only): stop submitting; the job
+        stays `downloading` and the next run fetches it again."""
+        self.store.record_event(job.id, "download_error", {"error": str(error)})
+        self.stop_submitting(f"cannot write {job.output_name} in {self.output_dir}: {error.strerror or error}; "
+                             "no new jobs are submitted")
 
     def _download_later(self: Runner, job: Job, message: str) -> None:
         """A download that outlived its retries (a file host down for minutes) is tried again

@@ -169,7 +169,11 @@ class Submitting:
         finally:
             self._posting -= 1
             self._post_answered.set()
-        job = self.store.record_submission(job.id, submission.request_id)
+        try:
+            job = self.store.record_submission(job.id, submission.request_id)
+        except StaleJobError as error:  # frozen past our lease: another runner applied the policy
+            self._answer_came_too_late(job, submission.request_id, error)
+            return "skipped"
         self.summary.submitted += 1
         self._moved(job, JobState.SUBMITTING, JobState.QUEUED, submission.request_id)
         now = self.clock.monotonic()
@@ -178,6 +182,14 @@ class Submitting:
         due = self.schedule.first_due(submitted_at=now, now=now, **self._learned(job.model))
         self._push(due, tracked)
         return "submitted"
+
+    def _answer_came_too_late(self: Runner, job: Job, request_id: str, error: StaleJobError) -> None:
+        """RunComfy created the job, but this runner was silent past its lease (a paused machine)
+        and another runner already dealt with it as unknown: keep the request id on record."""
+        now = error.actual.value if error.actual else "gone"
+        self.store.record_event(job.id, "late_submission_answer", {"request_id": request_id, "state_now": now})
+        self.progress.message(f"{job.key}: RunComfy created it as {request_id}, but another runner had meanwhile "
+                              f"made it {now}; the request id is kept in its events")
 
     def _back_to_pending(self: Runner, job: Job, error: BaseException) -> None:
         self.store.return_unsubmitted(job.id, f"not submitted: {message_of(error)}")

@@ -636,6 +636,51 @@ def test_an_auth_stop_waits_for_the_answers_of_posts_under_way(campaign_factory,
     assert simulator.stats().jobs_created == 2 and simulator.stats().duplicates() == 0
 
 
+class _AnswerAfter(httpx.AsyncBaseTransport):
+    """Submits reach the simulator; ``meanwhile`` runs before each submit's answer is handed back."""
+
+    def __init__(self, meanwhile) -> None:
+        self.inner, self.meanwhile = httpx.AsyncHTTPTransport(), meanwhile
+
+    async def handle_async_request(self, request):
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and "/v1/models/" in request.url.path:
+            await response.aread()
+            self.meanwhile()
+        return response
+
+
+def test_a_submit_answer_that_comes_after_another_runner_gave_up_on_the_job_is_kept(campaign_factory, make_simulator):
+    """A runner frozen past its lease gets its POST's answer after another runner failed the job
+    (the `fail` policy): no crash; the request id RunComfy gave is recorded in the job's events."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    [job] = campaign.jobs()
+    progress = _Messages()
+    summary = campaign.run(simulator, transport=_AnswerAfter(lambda: campaign.store.mark_failed(job.id, "given up")),
+                           progress=progress)
+    assert summary.exit_code == 1 and campaign.jobs()[0].state is JobState.FAILED
+    [late] = [e for e in campaign.store.history(job.id) if e.kind == "late_submission_answer"]
+    assert late.detail["request_id"] and late.detail["state_now"] == "failed"
+    assert any("another runner had meanwhile made it failed" in text for text in progress.texts)
+
+
+def test_a_sidecar_that_cannot_be_written_stops_submitting_without_a_crash(campaign_factory, make_simulator):
+    """The video fitted but its sidecar cannot be written (disk full, or here a folder squatting
+    on its temporary name): no traceback, no new submits, the job stays `downloading`; the next
+    run, once the disk is fixed, finishes it without paying again."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    squatter = campaign.output_dir / "shot000.mp4.json.part"
+    squatter.mkdir(parents=True)
+    summary = campaign.run(simulator)
+    assert summary.exit_code == 1 and "cannot write shot000.mp4" in (summary.stop_reason or "")
+    assert campaign.jobs()[0].state is JobState.DOWNLOADING
+    squatter.rmdir()
+    assert campaign.run(simulator).exit_code == 0 and simulator.stats().jobs_created == 1
+    assert json.loads((campaign.output_dir / "shot000.mp4.json").read_text())["job_key"] == campaign.jobs()[0].key
+
+
 def _rename_all(campaign, names: dict[str, str]) -> list[str]:
     """Plan the campaign with new output names (key -> name), moving files as `plan` does."""
     from batchrun.planning import move_renamed_files
