@@ -22,6 +22,7 @@ from batchrun.runs import Progress, RunOptions, RunSummary, SilentProgress, Unkn
 from batchrun.slots import Slots
 from batchrun.states import JobState
 from batchrun.store import StaleJobError, Store
+from batchrun.store.retrying import RetryingStore
 
 #: the states a runner takes over from a dead one (or from the previous run)
 _TAKEN_OVER = (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
@@ -44,13 +45,14 @@ class Runner(Submitting, Polling, Downloading):
         clock: Clock = SYSTEM_CLOCK,
         schedule: PollSchedule | None = None,
     ) -> None:
-        self.store = store
         self.campaign_id = campaign_id
         self.output_dir = output_dir
         self.client = client
         self.downloader = downloader
         self.options = options
         self.progress = progress or SilentProgress()
+        # a database that fails for a moment (a restart, a deadlock, a long `plan`) is waited out
+        self.store: Store = RetryingStore(store, on_retry=self.progress.message)  # type: ignore[assignment]
         self.clock = clock
         self.schedule = schedule or PollSchedule(lateness=options.poll_lateness)
         self.latencies: dict[str, LatencyModel] = {}  # learned per model id

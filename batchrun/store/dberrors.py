@@ -24,9 +24,11 @@ def database_error(label: str, error: sa.exc.DBAPIError) -> DatabaseError:
     text = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
     lowered = text.lower()
     if "database is locked" in lowered or "database table is locked" in lowered:
-        return DatabaseBusyError(f"{label}: the database is locked by another batchrun process; try again when it ends")
+        return DatabaseBusyError(f"{label}: the database is locked by another batchrun process; try again when it ends",
+                                 transient=True)
     if "file is not a database" in lowered or "malformed" in lowered or "not a database" in lowered:
         return DatabaseError(f"{label}: file is not a database (corrupt or not SQLite)")
     if isinstance(error, sa.exc.OperationalError) or error.connection_invalidated:
-        return DatabaseError(f"{label}: cannot use the database: {text}")
+        # a lost connection, a server restarting, a deadlock: worth another try once it worked
+        return DatabaseError(f"{label}: cannot use the database: {text}", transient=True)
     raise error

@@ -30,7 +30,9 @@ from batchrun.store.repository import Store
 from batchrun.store.types import utcnow
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-BUSY_TIMEOUT_MS = 5000
+#: how long a SQLite write waits for another writer: a `plan` of a large edited manifest holds
+#: the write lock for seconds (12 s for 120,000 jobs), and a run's writes must outwait it
+BUSY_TIMEOUT_MS = 60_000
 #: execution option that makes a SQLite transaction take the write lock up front
 WRITE = "batchrun_write"
 _PG_MIGRATION_LOCK = 0x62617463  # "batc": one migrator at a time per server

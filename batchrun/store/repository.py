@@ -84,6 +84,14 @@ class Store(PlanWriter, Leases, Reporting):
             with connection.begin():
                 yield connection
 
+    @staticmethod
+    def _lock_campaign_of(c: Connection, job_id: int) -> None:
+        """On PostgreSQL, lock the job's campaign row before the job's: `plan` (apply_plan) and the
+        claims lock the campaign first, so a transaction that charges the campaign after moving
+        a job must too, or the two deadlock. (SQLite's BEGIN IMMEDIATE already serialises.)"""
+        if c.dialect.name == "postgresql":
+            c.execute(_LOCK_CAMPAIGN_OF_JOB, {"match_id": job_id})
+
     def _now(self) -> datetime:
         value = self.now()
         if value.tzinfo is None:
@@ -314,6 +322,7 @@ class Store(PlanWriter, Leases, Reporting):
         campaign never pass the budget together.
         """
         with self._write() as c:
+            self._lock_campaign_of(c, job_id)
             job = self._transition(c, job_id, JobState.PENDING, JobState.SUBMITTING, None, {"attempts": _NEXT_ATTEMPT})
             cost = job.estimated_cost
             if budget is None:
@@ -421,6 +430,7 @@ class Store(PlanWriter, Leases, Reporting):
         connection that never opened, a refused token): the cost ``begin_submit`` charged is
         taken back off the campaign's committed spend in the same transaction."""
         with self._write() as c:
+            self._lock_campaign_of(c, job_id)
             job = self._transition(c, job_id, JobState.SUBMITTING, JobState.PENDING, {"reason": reason}, {})
             if job.estimated_cost:
                 c.execute(_CHARGE, {"campaign": job.campaign_id, "cost": -job.estimated_cost})
@@ -453,6 +463,11 @@ _INSERT_EVENT = sa.insert(events)
 _STATE_OF = sa.select(jobs.c.state).where(jobs.c.id == sa.bindparam("match_id"))
 _STATE_OF_FOR_UPDATE = _STATE_OF.with_for_update()
 _COMMITTED = sa.select(campaigns.c.committed_usd).where(campaigns.c.id == sa.bindparam("campaign"))
+_LOCK_CAMPAIGN_OF_JOB = (
+    sa.select(campaigns.c.id)
+    .where(campaigns.c.id == sa.select(jobs.c.campaign_id).where(jobs.c.id == sa.bindparam("match_id")).scalar_subquery())
+    .with_for_update()
+)
 _CHARGE = (
     sa.update(campaigns)
     .where(campaigns.c.id == sa.bindparam("campaign"))
