@@ -22,12 +22,26 @@ class BatchrunGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BatchrunError as error:
-            for line in error.lines():
-                click.echo(f"batchrun: {line}" if not _is_located(line) else line, err=True)
-            ctx.exit(error.exit_code)
+            _report(ctx, error)
+        except BaseExceptionGroup as group:  # raised inside a task group (the run's workers)
+            matched, rest = group.split(BatchrunError)
+            if rest is not None or matched is None:
+                raise
+            _report(ctx, _first_leaf(matched))
         except KeyboardInterrupt:
             click.echo("batchrun: interrupted", err=True)
             ctx.exit(130)
+
+
+def _report(ctx: click.Context, error: BatchrunError) -> None:
+    for line in error.lines():
+        click.echo(f"batchrun: {line}" if not _is_located(line) else line, err=True)
+    ctx.exit(error.exit_code)
+
+
+def _first_leaf(group: BaseExceptionGroup[BatchrunError]) -> BatchrunError:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _is_located(line: str) -> bool:

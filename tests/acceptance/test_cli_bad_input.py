@@ -66,3 +66,24 @@ def test_run_flags_out_of_range_or_not_finite_are_usage_errors(flag, value, isol
     assert result.exit_code == 2, result.output
     assert "Invalid value" in result.stderr and "Traceback" not in result.output
     assert not list(isolated_env.glob("*.db*"))
+
+
+def test_an_error_raised_inside_the_runs_task_group_is_one_line_too():
+    """The run's workers raise inside a task group (an ExceptionGroup): a batchrun error there
+    is still one line and its exit code, never a traceback; anything else stays a traceback."""
+    from batchrun.cli.main import BatchrunGroup
+    from batchrun.errors import DatabaseError
+
+    group = BatchrunGroup(name="t")
+
+    @group.command()
+    def fails() -> None:
+        raise ExceptionGroup("workers", [ExceptionGroup("inner", [DatabaseError("x.db: cannot use the database: gone")])])
+
+    @group.command()
+    def bug() -> None:
+        raise ExceptionGroup("workers", [DatabaseError("x.db: gone"), KeyError("ours")])
+
+    result = CliRunner().invoke(group, ["fails"])
+    assert result.exit_code == 2 and result.output.strip() == "batchrun: x.db: cannot use the database: gone"
+    assert isinstance(CliRunner().invoke(group, ["bug"]).exception, ExceptionGroup)
