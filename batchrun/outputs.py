@@ -6,6 +6,7 @@ network or the database: the caller passes in what the store knows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -78,6 +79,30 @@ def rename_output(current: Path, target: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     document = _read_sidecar(sidecar_path(current))
     os.replace(current, target)
+    _follow(current, target, document)
+    return True
+
+
+def complete_rename(current: Path, target: Path) -> None:
+    """Finish a rename a crash cut short after the video moved: the extra files and the sidecar
+    still under the old name follow it (nothing happens when there is nothing to finish)."""
+    if current.exists() or not target.is_file() or sidecar_path(target).exists():
+        return
+    document = _read_sidecar(sidecar_path(current))
+    if document is not None and document.get("sha256") == _sha256(target):  # that sidecar is this video's
+        _follow(current, target, document)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _follow(current: Path, target: Path, document: dict[str, Any] | None) -> None:
+    """Move the extra files and the sidecar of a video just moved from ``current`` to ``target``."""
     moved = {str(current): str(target)}
     for old, new in _extra_files(document, current, target):
         try:
@@ -95,7 +120,6 @@ def rename_output(current: Path, target: Path) -> bool:
             sidecar_path(current).unlink(missing_ok=True)
     except OSError:
         pass
-    return True
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:

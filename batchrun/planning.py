@@ -17,7 +17,7 @@ from batchrun.cost import PriceTable, load_price_file
 from batchrun.domain import JobSpec
 from batchrun.errors import ConfigError
 from batchrun.manifest import Campaign, load_campaign
-from batchrun.outputs import rename_output
+from batchrun.outputs import complete_rename, rename_output
 from batchrun.store import Store
 from batchrun.store.planning import Move
 from batchrun.validation import effective_input
@@ -204,6 +204,8 @@ def move_renamed_files(store: Store, output: Path, moves: Iterable[Move]) -> lis
         if not move.output_path.startswith(inside) or current in targets or current.suffix != target.suffix:
             continue
         try:
+            if not current.exists():
+                complete_rename(current, target)  # a crash may have cut an earlier move short
             if not current.is_file() or current.stat().st_size != move.size:
                 continue
             moved = rename_output(current, target)

@@ -15,7 +15,7 @@ import httpx
 from batchrun.domain import Job
 from batchrun.download import verify_file
 from batchrun.errors import BatchrunError, DownloadError, NotAFileError, PermanentDownloadError
-from batchrun.outputs import destinations, is_image_url, keep_aside, sidecar_document, sidecar_path, write_json_atomically
+from batchrun.outputs import complete_rename, destinations, is_image_url, keep_aside, sidecar_document, sidecar_path, write_json_atomically
 from batchrun.states import JobState
 from batchrun.store import StaleJobError
 
@@ -40,6 +40,8 @@ class Downloading:
                 renamed = self.output_dir / job.output_name
                 if str(renamed) != job.output_path and await anyio.to_thread.run_sync(_file_matches, job, renamed):
                     # moved to its new name (a renamed job) but not recorded: a crash in between
+                    if job.output_path:
+                        await anyio.to_thread.run_sync(complete_rename, Path(job.output_path), renamed)
                     self.store.update_output_path(job.id, str(renamed))
                     continue
                 if not job.result_urls:

@@ -724,6 +724,24 @@ def test_a_rename_whose_files_a_crash_did_not_move_is_moved_by_the_next_plan(cam
     assert (campaign.output_dir / "renamed.mp4.json").exists() and not (campaign.output_dir / "shot000.mp4").exists()
 
 
+def test_a_rename_cut_between_the_video_and_its_sidecar_is_completed(campaign_factory, make_simulator):
+    """kill -9 after the video moved, before its sidecar: the next plan moves the sidecar (with
+    the new path in it) and the next run records the new path; nothing is downloaded again."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    campaign.run(simulator)
+    [job] = campaign.jobs()
+    out = campaign.output_dir
+    specs = [dataclasses.replace(spec, output_name="renamed.mp4") for spec in campaign.loaded.jobs()]
+    campaign.store.apply_plan(campaign.report.campaign_id, specs)
+    (out / "shot000.mp4").rename(out / "renamed.mp4")  # the crash: the sidecar and the record stay behind
+    _rename_all(campaign, {job.key: "renamed.mp4"})
+    assert sorted(p.name for p in out.iterdir()) == ["renamed.mp4", "renamed.mp4.json"]
+    assert json.loads((out / "renamed.mp4.json").read_text())["files"][0]["path"] == str(out / "renamed.mp4")
+    assert campaign.run(simulator).exit_code == 0 and simulator.stats().requests["file"] == 1
+    assert campaign.store.get_job(job.id).output_path == str(out / "renamed.mp4")
+
+
 def test_a_file_no_job_recorded_is_kept_aside_never_overwritten(campaign_factory, make_simulator):
     """The user's own file sits where a job's video goes: it is kept as `name.kept.mp4`."""
     simulator = make_simulator()
