@@ -3,7 +3,9 @@ and the check that fetches again done files that went missing (a ``Runner`` mixi
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from datetime import datetime
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,6 +192,7 @@ class Downloading:
         ``name.kept.mp4``, whose path is returned (the caller drops it if it turns out to be this
         job's own download, put in place just before a crash kept it from being recorded)."""
         if not dest.exists():
+            self._reclaim_set_aside(job, dest)
             return None
         owners = self.store.find_by_output_path(str(dest))
         for other in owners:
@@ -202,15 +205,31 @@ class Downloading:
             return None  # this job's own earlier file: fetched again over it
         return keep_aside(dest, "kept")
 
+    def _reclaim_set_aside(self: Runner, job: Job, dest: Path) -> None:
+        """Finish a move aside that a crash cut short: an older revision still recorded at
+        ``dest`` while its file already sits as ``name.revN.mp4`` (found by its sha256) gets
+        its record, and its sidecar if that stayed at ``dest``, before this job's file comes."""
+        for other in self.store.find_by_output_path(str(dest)):
+            if other.id == job.id:
+                continue
+            pattern = f"{glob.escape(dest.stem)}.rev{other.revision}*{glob.escape(dest.suffix)}"
+            for candidate in sorted(dest.parent.glob(pattern)):
+                if _file_matches(other, candidate):
+                    if not sidecar_path(candidate).exists() and _sidecar_names(dest, other.key, other.revision):
+                        os.replace(sidecar_path(dest), sidecar_path(candidate))
+                    self.store.update_output_path(other.id, str(candidate))
+                    break
+
 
 def _inside(path: str | None, folder: Path) -> bool:
     return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
 
 
-def _sidecar_names(path: Path, key: str) -> bool:
-    """Whether the sidecar beside ``path`` says it is the file of the job ``key``."""
+def _sidecar_names(path: Path, key: str, revision: int | None = None) -> bool:
+    """Whether the sidecar beside ``path`` says it is the file of the job ``key`` (and revision)."""
     try:
-        return json.loads(sidecar_path(path).read_text(encoding="utf-8")).get("job_key") == key
+        document = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        return document.get("job_key") == key and (revision is None or document.get("revision") == revision)
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -742,6 +742,28 @@ def test_a_rename_cut_between_the_video_and_its_sidecar_is_completed(campaign_fa
     assert campaign.store.get_job(job.id).output_path == str(out / "renamed.mp4")
 
 
+def test_an_older_revisions_move_aside_cut_by_a_crash_is_completed(campaign_factory, make_simulator):
+    """kill -9 after an older revision's video was moved aside, before its sidecar and its record:
+    the next run finds it by its sha256 and records it there, sidecar included, before the new
+    revision's file takes the name; neither record ever points at the other's video."""
+    simulator = make_simulator()
+    campaign = campaign_factory(1)
+    campaign.run(simulator)
+    [old] = campaign.jobs()
+    out = campaign.output_dir
+    specs = [dataclasses.replace(spec, input={**spec.input, "prompt": "a new prompt"}, fingerprint="")
+             for spec in campaign.loaded.jobs()]
+    campaign.store.apply_plan(campaign.report.campaign_id, specs)
+    (out / "shot000.mp4").rename(out / "shot000.rev1.mp4")  # the crash: sidecar and record stay behind
+    assert campaign.run(simulator).exit_code == 0
+    old = campaign.store.get_job(old.id)
+    [new] = [job for job in campaign.jobs() if job.id != old.id]
+    assert old.output_path == str(out / "shot000.rev1.mp4") and new.output_path == str(out / "shot000.mp4")
+    for job in (old, new):
+        assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == job.sha256
+        assert json.loads(Path(job.output_path + ".json").read_text())["revision"] == job.revision
+
+
 def test_a_file_no_job_recorded_is_kept_aside_never_overwritten(campaign_factory, make_simulator):
     """The user's own file sits where a job's video goes: it is kept as `name.kept.mp4`."""
     simulator = make_simulator()
