@@ -63,8 +63,9 @@ def _campaign(store: Store, target: str | None, manifest: Path | None) -> Campai
         matches = [c for c in campaigns if c.manifest_path == wanted]
         if len(matches) == 1:
             return matches[0]
-        if len(campaigns) == 1:
-            return campaigns[0]
+        named = [c for c in (matches or campaigns) if c.name == manifest.stem]
+        if len(named) == 1:
+            return named[0]
         raise ConfigError(f"{manifest}: no single campaign of {store.label} was planned from it (campaigns: {names})")
     if target is not None:
         found = store.get_campaign(target)

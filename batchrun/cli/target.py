@@ -69,10 +69,11 @@ def _manifest_campaign(store: Store, manifest: Path) -> CampaignRecord:
     named = [c for c in (planned or campaigns) if c.name == manifest.stem]
     if len(named) == 1:
         return named[0]
-    if len(campaigns) == 1 and not planned:
-        return campaigns[0]
     if not campaigns:
         raise ConfigError(f"{manifest}: no campaign in {store.label} yet; run `batchrun plan {manifest}` first")
+    if not planned and not named:  # never guess: `cancel --all` on the wrong campaign cannot be undone
+        raise ConfigError(f"{manifest}: no campaign of {store.label} was planned from this manifest "
+                          f"(known: {_known(store)}); give the campaign's name, or `batchrun plan {manifest}` first")
     raise ConfigError(
         f"{manifest}: cannot tell which campaign of {store.label} it is; name one of {_known(store)}"
     )

@@ -171,6 +171,19 @@ def test_retry_leaves_pending_jobs_and_refuses_unknown_keys(isolated_env):
 # -- cancel -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("command", [["cancel", "--all"], ["status"], ["export"], ["report"]])
+def test_a_manifest_never_stands_for_another_campaign_of_a_shared_database(isolated_env, command):
+    """`cancel beta.yaml --all --db shared.db` when only `alpha` was planned there: an error naming
+    the campaigns, never alpha's jobs cancelled (or shown) in beta's name."""
+    db = str(isolated_env / "shared.db")
+    alpha, beta = manifest(isolated_env, 2, name="alpha"), manifest(isolated_env, 2, name="beta")
+    assert batchrun("plan", str(alpha), "--db", db).exit_code == 0
+    result = CliRunner().invoke(cli, [command[0], str(beta), *command[1:], "--db", db])
+    assert result.exit_code == 2 and "alpha" in result.output and "Traceback" not in result.output
+    with open_store(resolve_db_url(db, None)) as store:
+        assert store.count_by_state(store.get_campaign("alpha").id)[JobState.PENDING] == 2
+
+
 def test_cancelling_pending_jobs_needs_no_token(isolated_env):
     """Pending jobs are cancelled locally without RUNCOMFY_API_TOKEN; a later run leaves them alone."""
     path = manifest(isolated_env, 3)
