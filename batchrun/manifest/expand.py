@@ -321,8 +321,8 @@ def value_slug(text: str) -> str:
 def unsafe_campaign_name(name: str) -> str | None:
     """Why ``name`` cannot name a campaign (it names the folder `<name>-output` and is the
     `{campaign}` variable of file names), or None when it can."""
-    if len(name) > 200:
-        return "is longer than 200 characters"
+    if len(name.encode("utf-8")) > 200:
+        return "is longer than 200 bytes (UTF-8); file systems refuse longer folder names"
     if _CONTROL.search(name):
         return "contains a control character"
     if "/" in name or "\\" in name:
@@ -338,6 +338,9 @@ def unsafe_name(name: str) -> str | None:
         return "is empty"
     if len(name) > 200:
         return "is longer than 200 characters"
+    if any(len(part.encode("utf-8")) > 200 for part in name.split("/")):
+        # file systems allow 255 bytes per name, and batchrun adds `.json.part`, `.rev2`, `~2`
+        return "has a file or folder name longer than 200 bytes (UTF-8); file systems refuse it"
     if _CONTROL.search(name):
         return "contains a control character"
     if "\\" in name:
