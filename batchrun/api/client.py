@@ -139,6 +139,11 @@ def checked_base_url(base_url: str) -> str:
         raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}")
     if url.port is not None and not 0 < url.port < 65536:
         raise ConfigError(f"base URL has an impossible port ({url.port}): {base_url!r}")
+    if url.query or url.fragment:
+        raise ConfigError(f"base URL must not carry a query or a fragment: {base_url!r}")
+    if url.path.rstrip("/").endswith("/v1"):  # every path batchrun sends starts with /v1/ already
+        root = str(url.copy_with(path=url.path.rstrip("/")[: -len("/v1")] or "/")).rstrip("/")
+        raise ConfigError(f"base URL must not end in /v1 (batchrun adds it): use {root}")
     return str(url).rstrip("/")
 
 
