@@ -113,7 +113,7 @@ def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:
     for key_node, value_node in node.value:
         if key_node.tag == _MERGE:
             sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-            for source in sources:
+            for source in reversed(sources):  # later pairs win, and in YAML the first source wins
                 if isinstance(source, MappingNode):
                     yield from _pairs(source)
     for key_node, value_node in node.value:
@@ -226,12 +226,14 @@ class _Converter:
             for key_node, value_node in node.value:
                 if key_node.tag == _MERGE:
                     sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                    taken: set[Any] = set()  # in `<<: [*a, *b]` the first mapping wins (YAML's merge rule)
                     for source in sources:
                         merged = self.convert(source, depth + 1)
                         if isinstance(merged, dict):
                             for k, v in merged.items():
-                                if k not in explicit:
+                                if k not in explicit and k not in taken:
                                     result[k] = v
+                                    taken.add(k)
                         else:
                             self.problem(source, "`<<` must merge a mapping (or a list of mappings)")
                     continue

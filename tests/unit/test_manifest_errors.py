@@ -130,6 +130,22 @@ def test_anchors_and_merge_keys_are_fine(tmp_path: Path) -> None:
     assert [j.input["duration"] for j in jobs] == [6, 7]
 
 
+def test_a_merge_of_several_mappings_is_read_as_yaml_reads_it(tmp_path: Path) -> None:
+    """In `<<: [*a, *b]` the first mapping wins a key both hold (PyYAML's own safe_load agrees),
+    and the job's own keys win over both; a duration error still points at its own line."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs:
+          - &a {{id: one, prompt: first prompt, duration: 5}}
+          - &b {{id: two, prompt: second prompt, duration: 10, negative_prompt: blur}}
+          - <<: [*a, *b]
+            id: three
+    """)
+    three = [j for j in load_campaign(path).jobs() if j.key.startswith("three")][0]
+    assert dict(three.input) == {"prompt": "first prompt", "duration": 5, "negative_prompt": "blur"}
+    assert dict(three.input) == {k: v for k, v in yaml.safe_load(path.read_text())["jobs"][2].items() if k != "id"}
+
+
 def test_alias_guard_limits_what_aliases_add_not_the_manifest_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
