@@ -25,6 +25,7 @@ from batchrun import export as exporting
 from batchrun import protocol
 from batchrun.api import RunComfyClient
 from batchrun.api.client import checked_base_url, checked_token, plain_http_warning
+from batchrun.cli.files import output_file
 from batchrun.cli.options import db_option, json_option
 from batchrun.cli.render import console, print_json, short, table
 from batchrun.cli.target import opened_target, opened_target_and_keys, select_jobs
@@ -320,15 +321,8 @@ def _destination(output: Path | None) -> Iterator[TextIO]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    part = output.with_name(output.name + ".part")
-    try:
-        with part.open("w", encoding="utf-8", newline="") as stream:
-            yield stream
-        os.replace(part, output)
-    except OSError as error:
-        raise ConfigError(f"cannot write {output}: {error.strerror or error}") from None
-    finally:
-        part.unlink(missing_ok=True)
+    with output_file(output) as stream:
+        yield stream
 
 
 def write_export(store: Store, campaign_id: int, name: str, stream: TextIO, *, fmt: str, all_revisions: bool) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
+from batchrun.cli.files import output_file
 from batchrun.cli.options import db_option, json_option
 from batchrun.cli.render import print_json
 from batchrun.errors import ConfigError, DatabaseError
@@ -42,8 +43,8 @@ def report(target: str | None, db: str | None, output: Path | None, as_json: boo
     if as_json:
         print_json(data)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(data), encoding="utf-8")
+    with output_file(path) as stream:
+        stream.write(render(data))
     totals = data["totals"]
     click.echo(f"{path}: {totals['done']}/{totals['jobs']} done, {len(data['failures'])} failure reason(s)")
 

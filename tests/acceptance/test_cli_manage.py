@@ -367,3 +367,20 @@ def test_long_results_list_problems_first_and_say_how_many_more(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("late-t1") and len(lines) == 2 + SHOWN_ROWS + 1
     assert lines[-1] == f"… and {151 - SHOWN_ROWS} more (--json lists every job)"
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_an_output_file_that_cannot_be_written_is_one_line_and_a_device_is_never_replaced(isolated_env, command):
+    """`-o` under a file, `-o ''`, or a full device: one line, exit 2, no traceback; a device
+    (or FIFO) given as the output is written to, never replaced by a regular file."""
+    import os
+    import stat
+
+    path = manifest(isolated_env, 1)
+    batchrun("plan", str(path))
+    (isolated_env / "a-file").write_text("x")
+    for target in (str(isolated_env / "a-file" / "out.html"), "", "/dev/full"):
+        result = CliRunner().invoke(cli, [command, str(path), "-o", target])
+        assert result.exit_code == 2, (target, result.output)
+        assert "cannot write" in result.output and len(result.output.strip().splitlines()) == 1
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)

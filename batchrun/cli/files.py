@@ -1,0 +1,43 @@
+"""Writing a file the user named with `-o` (export, report): whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from batchrun.errors import ConfigError
+
+
+@contextlib.contextmanager
+def output_file(output: Path) -> Iterator[TextIO]:
+    """A text stream for ``output``: written to ``<output>.part`` and renamed into place, so a
+    failure never leaves half a file; a FIFO or a device (``-o /dev/stdout``) is written to
+    directly, never replaced. Any OS error is one ConfigError naming the file."""
+    if not output.name:
+        raise ConfigError(f"cannot write {str(output)!r}: it names no file")
+    try:
+        special = output.exists() and not stat.S_ISREG(output.stat().st_mode) and not output.is_dir()
+    except OSError as error:
+        raise ConfigError(f"cannot write {output}: {error.strerror or error}") from None
+    if special:
+        try:
+            with output.open("w", encoding="utf-8", newline="") as stream:
+                yield stream
+        except OSError as error:
+            raise ConfigError(f"cannot write {output}: {error.strerror or error}") from None
+        return
+    part = output.with_name(output.name + ".part")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with part.open("w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(part, output)
+    except OSError as error:
+        raise ConfigError(f"cannot write {output}: {error.strerror or error}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
