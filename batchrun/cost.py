@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,11 +163,19 @@ def _parse_price(value: Any, base: Price | None, where: str) -> Price:
     return Price(**parsed)
 
 
+_MAX_PRICE_FILE = 1 << 20  #: a price table is a few lines; a bigger file is a mistake
+
+
 def load_price_file(path: Path) -> PriceTable:
     """The default table with the overrides of a YAML or JSON file; ConfigError naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # /dev/zero, a FIFO: never read
+                raise ConfigError(f"{path}: the price file is not a regular file")
+            text = handle.read(_MAX_PRICE_FILE + 1).decode("utf-8-sig")
+        if len(text) > _MAX_PRICE_FILE:
+            raise ConfigError(f"{path}: the price file is larger than {_MAX_PRICE_FILE >> 20} MB")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the price file ({error.strerror or error})") from None
     except UnicodeDecodeError:

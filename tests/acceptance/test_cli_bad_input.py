@@ -87,3 +87,22 @@ def test_an_error_raised_inside_the_runs_task_group_is_one_line_too():
     result = CliRunner().invoke(group, ["fails"])
     assert result.exit_code == 2 and result.output.strip() == "batchrun: x.db: cannot use the database: gone"
     assert isinstance(CliRunner().invoke(group, ["bug"]).exception, ExceptionGroup)
+
+
+@pytest.mark.parametrize("args", [
+    ["plan", "{manifest}", "--db", "postgresql://u:p@host:notaport/db"],
+    ["plan", "{manifest}", "--db", "sqlite:///%00x"],
+    ["plan", "{manifest}", "--prices", "/dev/zero"],
+    ["status", "--watch", "nan", "--db", "{db}"],
+])
+def test_odd_flag_values_are_one_line_errors(tmp_path, args):
+    """A port that is no number, a NUL in a database name, a price 'file' that never ends, a
+    refresh of nan seconds: one line and exit 2, never a traceback (or a hang)."""
+    manifest = tmp_path / "m.yaml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml", manifest)
+    runner = CliRunner()
+    runner.invoke(cli, ["plan", str(manifest), "--db", str(tmp_path / "ok.db")])
+    result = runner.invoke(cli, [a.format(manifest=manifest, db=tmp_path / "ok.db") for a in args])
+    assert result.exit_code == 2 and (result.exception is None or isinstance(result.exception, SystemExit)), result.output
+    lines = result.output.strip().splitlines()  # ours: one line; click's usage errors end in one
+    assert "Traceback" not in result.output and (len(lines) == 1 or lines[-1].startswith("Error: Invalid value"))
