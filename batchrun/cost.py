@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from batchrun.catalog import TIERS, lookup, suggest
 from batchrun.errors import ConfigError
+from batchrun.inputfiles import read_input_file
 
 
 @dataclass(frozen=True)
@@ -169,15 +168,11 @@ _MAX_PRICE_FILE = 1 << 20  #: a price table is a few lines; a bigger file is a m
 def load_price_file(path: Path) -> PriceTable:
     """The default table with the overrides of a YAML or JSON file; ConfigError naming the file."""
     path = Path(path)
+    data, why = read_input_file(path, limit=_MAX_PRICE_FILE)
+    if data is None:
+        raise ConfigError(f"{path}: cannot read the price file ({why})")
     try:
-        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # /dev/zero, a FIFO: never read
-                raise ConfigError(f"{path}: the price file is not a regular file")
-            text = handle.read(_MAX_PRICE_FILE + 1).decode("utf-8-sig")
-        if len(text) > _MAX_PRICE_FILE:
-            raise ConfigError(f"{path}: the price file is larger than {_MAX_PRICE_FILE >> 20} MB")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the price file ({error.strerror or error})") from None
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: the price file is not UTF-8 text") from None
     if path.suffix.lower() == ".json":

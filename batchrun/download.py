@@ -296,14 +296,10 @@ class Downloader:
                     if total and int(total.group(1)) == existing:
                         # an earlier attempt got every byte but stopped before the rename
                         return await self._finish_complete_part(response, url, dest, part)
-                    # the part is no prefix the server recognises: start again from nothing
-                    await response.aclose()
-                    _unlink(part)
-                    existing = 0
-                    response = await self._open(url, {})
-                elif response.status_code == 206 and existing and _is_encoded(response):
-                    # a compressed slice is a slice of the compressed file (RFC 9110, 14.1.2):
-                    # it does not continue the decoded bytes held, so start again from nothing
+                if existing and (response.status_code == 416 or (response.status_code == 206 and _is_encoded(response))):
+                    # the part is no prefix the server recognises, or the answer is a slice of the
+                    # compressed file (RFC 9110, 14.1.2), which does not continue the decoded
+                    # bytes held: start again from nothing
                     await response.aclose()
                     _unlink(part)
                     existing = 0

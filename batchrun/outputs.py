@@ -6,7 +6,6 @@ network or the database: the caller passes in what the store knows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from batchrun.domain import Job
+from batchrun.download import sha256_file
 
 SIDECAR_SUFFIX = ".json"
 
@@ -77,7 +77,7 @@ def rename_output(current: Path, target: Path) -> bool:
     if target.exists() or sidecar_path(target).exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    document = _read_sidecar(sidecar_path(current))
+    document = read_sidecar(sidecar_path(current))
     os.replace(current, target)
     _follow(current, target, document)
     return True
@@ -88,17 +88,9 @@ def complete_rename(current: Path, target: Path) -> None:
     still under the old name follow it (nothing happens when there is nothing to finish)."""
     if current.exists() or not target.is_file() or sidecar_path(target).exists():
         return
-    document = _read_sidecar(sidecar_path(current))
-    if document is not None and document.get("sha256") == _sha256(target):  # that sidecar is this video's
+    document = read_sidecar(sidecar_path(current))
+    if document is not None and document.get("sha256") == sha256_file(target):  # that sidecar is this video's
         _follow(current, target, document)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _follow(current: Path, target: Path, document: dict[str, Any] | None) -> None:
@@ -122,7 +114,7 @@ def _follow(current: Path, target: Path, document: dict[str, Any] | None) -> Non
         pass
 
 
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
+def read_sidecar(path: Path) -> dict[str, Any] | None:
     """A sidecar batchrun wrote, or None (missing, unreadable, or not ours)."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

@@ -24,9 +24,8 @@ from rich.text import Text
 from batchrun import export as exporting
 from batchrun import protocol
 from batchrun.api import RunComfyClient
-from batchrun.api.client import checked_base_url, checked_token, plain_http_warning
 from batchrun.cli.files import output_file
-from batchrun.cli.options import db_option, json_option
+from batchrun.cli.options import checked_api_access, db_option, json_option
 from batchrun.cli.render import console, print_json, short, table
 from batchrun.cli.target import opened_target, opened_target_and_keys, select_jobs
 from batchrun.domain import Job
@@ -119,10 +118,7 @@ def cancel(args: tuple[str, ...], all_jobs: bool, db: str | None, base_url: str,
                 "(pending jobs alone need no token)"
             )
         if remote:
-            token, base_url = checked_token(token), checked_base_url(base_url)
-            warning = plain_http_warning(base_url)
-            if warning:
-                click.echo(warning, err=True)
+            base_url, token = checked_api_access(base_url, token)
         outcomes = cancel_jobs(store, chosen, base_url=base_url, token=token)
     cancelled = sum(o.action.startswith("cancelled") for o in outcomes)
     billed = sum(o.action == "not_cancellable" for o in outcomes)

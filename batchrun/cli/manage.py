@@ -11,7 +11,7 @@ import click
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from batchrun.cli.options import db_option, json_option
+from batchrun.cli.options import FiniteRange, db_option, json_option
 from batchrun.cli.render import console, plain_table, print_json, rich_table, short, usd
 from batchrun.cli.target import Target, opened_target
 from batchrun.overview import WINDOW, Overview, duration_text, overview_json, rate_text
@@ -42,19 +42,12 @@ def gather(target: Target) -> list[Overview]:
     return [campaign_overview(target.store, c) for c in campaigns]
 
 
-def _not_nan(param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and value != value:  # NaN passes every range check
-        raise click.BadParameter("must be a number of seconds, not nan", param=param)
-    return value
-
-
 @click.command()
 @click.argument("campaign", required=False, metavar="[CAMPAIGN|MANIFEST]")
 @db_option
 @json_option
-@click.option("--watch", type=click.FloatRange(min=0.2, max=86400), is_flag=False, flag_value=2.0, default=None,
-              metavar="[SECONDS]", help="Refresh every SECONDS (default 2) until Ctrl-C.",
-              callback=lambda ctx, param, value: _not_nan(param, value))
+@click.option("--watch", type=FiniteRange(min=0.2, max=86400), is_flag=False, flag_value=2.0, default=None,
+              metavar="[SECONDS]", help="Refresh every SECONDS (default 2) until Ctrl-C.")
 def status(campaign: str | None, db: str | None, as_json: bool, watch: float | None) -> None:
     """Show where a campaign stands: jobs per state, spend, throughput, ETA, stuck jobs, errors.
 

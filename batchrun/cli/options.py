@@ -30,6 +30,18 @@ class FiniteRange(click.FloatRange):
 USD = FiniteRange(min=0)
 
 
+def checked_api_access(base_url: str, token: str) -> tuple[str, str]:
+    """The base URL and token, checked before anything is written (ConfigError otherwise); says
+    once on stderr when the token would travel unencrypted to another machine."""
+    from batchrun.api.client import checked_base_url, checked_token, plain_http_warning  # httpx: only when needed
+
+    token, base_url = checked_token(token), checked_base_url(base_url)
+    warning = plain_http_warning(base_url)
+    if warning:
+        click.echo(warning, err=True)
+    return base_url, token
+
+
 def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     def apply(function: F) -> F:
         for decorator in reversed(decorators):

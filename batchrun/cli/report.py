@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from batchrun.cli.files import output_file
 from batchrun.cli.options import db_option, json_option
 from batchrun.cli.render import print_json
+from batchrun.cli.target import manifest_campaign
 from batchrun.errors import ConfigError, DatabaseError
 from batchrun.report import gather, render
 from batchrun.store import CampaignRecord, Store, open_store, resolve_db_url
@@ -57,17 +58,10 @@ def _refuse_missing_sqlite(url: str) -> None:
 
 
 def _campaign(store: Store, target: str | None, manifest: Path | None) -> CampaignRecord:
+    if manifest is not None:
+        return manifest_campaign(store, manifest)
     campaigns = store.list_campaigns()
     names = ", ".join(c.name for c in campaigns) or "none"
-    if manifest is not None:
-        wanted = str(manifest.resolve())
-        matches = [c for c in campaigns if c.manifest_path == wanted]
-        if len(matches) == 1:
-            return matches[0]
-        named = [c for c in (matches or campaigns) if c.name == manifest.stem]
-        if len(named) == 1:
-            return named[0]
-        raise ConfigError(f"{manifest}: no single campaign of {store.label} was planned from it (campaigns: {names})")
     if target is not None:
         found = store.get_campaign(target)
         if found is None:

@@ -16,8 +16,8 @@ import click
 
 from batchrun import planning, protocol
 from batchrun.api import RunComfyClient
-from batchrun.api.client import api_lanes, checked_base_url, checked_token, plain_http_warning
-from batchrun.cli.options import USD, FiniteRange, db_option, json_option, loading_options, manifest_argument
+from batchrun.api.client import api_lanes
+from batchrun.cli.options import USD, FiniteRange, checked_api_access, db_option, json_option, loading_options, manifest_argument
 from batchrun.cli.plan import opened_store
 from batchrun.cli.progress import LiveProgress, LogProgress
 from batchrun.cli.render import console, print_json, usd
@@ -129,11 +129,7 @@ def run(
         poll_lateness=poll_lateness,
     )
     if not simulate:
-        token = checked_token(token)  # before anything is written
-        base_url = checked_base_url(base_url)
-        warning = plain_http_warning(base_url)
-        if warning:
-            click.echo(warning, err=True)
+        base_url, token = checked_api_access(base_url, token)  # before anything is written
     output_dir = (out_dir or campaign.output_dir).resolve()
     _ensure_output_dir(output_dir)
     with (

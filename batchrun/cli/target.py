@@ -60,7 +60,7 @@ def _known(store: Store) -> str:
     return ", ".join(f"`{n}`" for n in names) if names else "none"
 
 
-def _manifest_campaign(store: Store, manifest: Path) -> CampaignRecord:
+def manifest_campaign(store: Store, manifest: Path) -> CampaignRecord:
     campaigns = store.list_campaigns()
     absolute = os.path.abspath(manifest)
     planned = [c for c in campaigns if c.manifest_path == absolute]
@@ -115,7 +115,7 @@ def _resolve(db: str | None, arg: str | None, need_campaign: bool) -> tuple[Stor
         manifest = Path(arg)
         store = _open(resolve_db_url(db, manifest.resolve()), "--db or the default next to the manifest")
         try:
-            return store, Target(store, _manifest_campaign(store, manifest), manifest)
+            return store, Target(store, manifest_campaign(store, manifest), manifest)
         except BaseException:
             store.close()
             raise

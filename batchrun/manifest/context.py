@@ -8,8 +8,6 @@ one ``Sink`` with the location of the value that caused it.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +19,6 @@ from batchrun.validation import FieldIssue
 
 #: keys of a job (or CSV columns) that are not input fields
 JOB_META = ("id", "model", "takes")
-
-#: the largest manifest or CSV file read (a CSV of a million jobs is a few hundred MB)
-MAX_INPUT_BYTES = 1 << 30
-
-
-def read_input_file(path: Path) -> tuple[bytes | None, str]:
-    """A manifest or CSV file's bytes, or None and why not: only regular files of a sane size are
-    read (``/dev/zero`` would fill memory, a FIFO would wait forever)."""
-    try:
-        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                return None, "not a regular file"
-            if info.st_size > MAX_INPUT_BYTES:
-                return None, f"larger than {MAX_INPUT_BYTES >> 20:,} MB"
-            return handle.read(MAX_INPUT_BYTES + 1), ""
-    except OSError as error:
-        return None, error.strerror or str(error)
-    except ValueError:  # an embedded NUL character in the path
-        return None, "the path contains a NUL character"
 
 
 def decode_text(data: bytes, path: str) -> tuple[str | None, Problem | None]:

@@ -17,7 +17,8 @@ from batchrun.cost import PriceTable
 from batchrun.errors import Location, ManifestError, Problem
 from batchrun.manifest import templates, yamlnodes
 from batchrun.manifest.campaign import Campaign
-from batchrun.manifest.context import decode_text, kind_of, read_input_file
+from batchrun.inputfiles import read_input_file
+from batchrun.manifest.context import decode_text, kind_of
 from batchrun.manifest.expand import Matrix, Plan, Source
 from batchrun.manifest.sections import SectionReader
 from batchrun.manifest.sources import JobSourceReader

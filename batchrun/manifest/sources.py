@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import Location
+from batchrun.inputfiles import read_input_file
 from batchrun.manifest import csvrows, templates
 from batchrun.manifest.context import (
     JOB_META,
     LoadContext,
     decode_text,
     kind_of,
-    read_input_file,
 )
 from batchrun.manifest.expand import Source
 from batchrun.validation import coerce_text

@@ -4,7 +4,6 @@ and the check that fetches again done files that went missing (a ``Runner`` mixi
 from __future__ import annotations
 
 import glob
-import json
 import os
 from datetime import datetime
 from collections.abc import Sequence
@@ -17,7 +16,16 @@ import httpx
 from batchrun.domain import Job
 from batchrun.download import verify_file
 from batchrun.errors import BatchrunError, DownloadError, NotAFileError, PermanentDownloadError
-from batchrun.outputs import complete_rename, destinations, is_image_url, keep_aside, sidecar_document, sidecar_path, write_json_atomically
+from batchrun.outputs import (
+    complete_rename,
+    destinations,
+    is_image_url,
+    keep_aside,
+    read_sidecar,
+    sidecar_document,
+    sidecar_path,
+    write_json_atomically,
+)
 from batchrun.states import JobState
 from batchrun.store import StaleJobError
 
@@ -227,11 +235,8 @@ def _inside(path: str | None, folder: Path) -> bool:
 
 def _sidecar_names(path: Path, key: str, revision: int | None = None) -> bool:
     """Whether the sidecar beside ``path`` says it is the file of the job ``key`` (and revision)."""
-    try:
-        document = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
-        return document.get("job_key") == key and (revision is None or document.get("revision") == revision)
-    except (OSError, ValueError, AttributeError):
-        return False
+    document = read_sidecar(sidecar_path(path))
+    return document is not None and document.get("job_key") == key and revision in (None, document.get("revision"))
 
 
 def _file_matches(job: Job, path: Path | None = None) -> bool:

@@ -50,4 +50,5 @@ class RetryingStore:
                     self._sleep(wait)
             raise AssertionError("unreachable")  # pragma: no cover
 
+        setattr(self, name, retried)  # built once per method: later calls find it without __getattr__
         return retried
