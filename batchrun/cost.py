@@ -49,10 +49,13 @@ class PriceTable:
     """Prices by tier, with optional overrides for one full model id."""
 
     def __init__(self, tiers: Mapping[str, Price], models: Mapping[str, Price] | None = None,
-                 overridden: frozenset[str] = frozenset()) -> None:
+                 written: tuple[tuple[str, Any, str], ...] = ()) -> None:
         self._tiers = MappingProxyType(dict(tiers))
         self._models = MappingProxyType(dict(models or {}))
-        self._overridden = overridden  #: keys changed from the public listing (for ``overlay``)
+        #: the overrides as written (key, value, source), in order: ``overlay`` replays them, so a
+        #: price file that sets only `audio` keeps the `silent` the manifest set
+        self._written = written
+        self._overridden = frozenset(key for key, _, _ in written)  #: keys changed from the public listing
 
     @classmethod
     def default(cls) -> PriceTable:
@@ -80,7 +83,7 @@ class PriceTable:
             raise ConfigError(f"{source}: prices must be a mapping of tier or model id to "
                               f"{{silent: USD/s, audio: USD/s}}")
         tiers, models = dict(self._tiers), dict(self._models)
-        overridden = set(self._overridden)
+        written = list(self._written)
         for key, value in mapping.items():
             if not isinstance(key, str) or not key:
                 raise ConfigError(f"{source}: price key {key!r} must be a tier ({', '.join(TIERS)}) or a model id")
@@ -95,17 +98,16 @@ class PriceTable:
                 base = tiers.get(info.tier) if info else None
             price = _parse_price(value, base, f"{source}: prices.{key}")
             (models if "/" in key else tiers)[key] = price
-            overridden.add(key)
-        return PriceTable(tiers, models, frozenset(overridden))
+            written.append((key, value, source))
+        return PriceTable(tiers, models, tuple(written))
 
     def overlay(self, other: PriceTable) -> PriceTable:
-        """This table with every price ``other`` overrode put on top (``--prices`` over manifest)."""
-        tiers, models = dict(self._tiers), dict(self._models)
-        for key in other._overridden:
-            price = other._current(key)
-            if price is not None:
-                (models if "/" in key else tiers)[key] = price
-        return PriceTable(tiers, models, self._overridden | other._overridden)
+        """This table with ``other``'s overrides applied on top (``--prices`` over the manifest's):
+        what ``other`` left out of a price (`silent` or `audio`) stays as this table has it."""
+        table = self
+        for key, value, source in other._written:
+            table = table.with_overrides({key: value}, source=source)
+        return table
 
     def price_for(self, model_id: str) -> Price | None:
         """The price of ``model_id``: its own override first, then its tier; None when unknown."""

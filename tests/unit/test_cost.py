@@ -95,6 +95,17 @@ def test_overlay() -> None:
     assert combined.price_for(I2V_STD) == Price(2, 2)
 
 
+def test_overlay_of_one_half_of_a_price_keeps_the_other() -> None:
+    """`--prices` that sets only `audio` for a tier keeps the `silent` the manifest set for it (not the
+    public listing's), and a model id's half-price falls back on the manifest's tier price."""
+    manifest = PriceTable.default().with_overrides({"pro": {"silent": 0.2, "audio": 0.3}}, source="m")
+    flag = PriceTable.default().with_overrides({"pro": {"audio": 0.5}, I2V_STD: {"silent": 0.01}}, source="f")
+    combined = manifest.overlay(flag)
+    assert combined.price_for(T2V_PRO) == Price(0.2, 0.5)
+    assert combined.price_for(I2V_STD) == Price(0.01, PriceTable.default().price_for(I2V_STD).audio)
+    assert combined.overridden_models() == frozenset({I2V_STD})
+
+
 def test_load_price_file(tmp_path: Path) -> None:
     """Price files may be YAML or JSON; a top-level `prices:` wrapper is accepted."""
     (tmp_path / "p.yaml").write_text("prices:\n  pro: {silent: 0.1, audio: 0.2}\n")
