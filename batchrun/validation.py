@@ -424,6 +424,18 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
+#: what a CSV number may look like: ASCII digits only (Python's int() and float() also take
+#: ``1_000`` and other scripts' digits, which a spreadsheet cell never means as a number)
+_CSV_INTEGER = re.compile(r"[-+]?[0-9]+\Z")
+_CSV_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
+
+
+def csv_integer(text: str) -> int | None:
+    """A CSV cell's whole number (ASCII digits, an optional sign), or None."""
+    stripped = text.strip()
+    return int(stripped, 10) if _CSV_INTEGER.match(stripped) and len(stripped) <= 100 else None
+
+
 def coerce_text(model: ModelInfo | None, field: str, text: str) -> object:
     """A CSV cell's text as the typed value the schema wants; ValueError(one line) when it cannot be.
 
@@ -432,15 +444,14 @@ def coerce_text(model: ModelInfo | None, field: str, text: str) -> object:
     kind = field_type(model, field)
     stripped = text.strip()
     if kind == "integer":
-        try:
-            return int(stripped, 10)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {show(text)}") from None
+        whole = csv_integer(stripped)
+        if whole is None:
+            raise ValueError(f"expected an integer, got {show(text)}")
+        return whole
     if kind in ("float", "number"):
-        try:
-            number = float(stripped)
-        except ValueError:
-            raise ValueError(f"expected a number, got {show(text)}") from None
+        if not _CSV_NUMBER.match(stripped) or len(stripped) > 100:
+            raise ValueError(f"expected a number, got {show(text)}")
+        number = float(stripped)
         if not math.isfinite(number):
             raise ValueError(f"expected a finite number, got {show(text)}")
         return int(number) if number.is_integer() and "." not in stripped and "e" not in stripped.lower() else number

@@ -118,6 +118,8 @@ class Plan:
     filename_location: Location | None
     #: (source index, combination index) -> base id, where a short hash collided (rare)
     overrides: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: jobs already reported for making identical jobs across the matrix: told once each
+    identical_reported: set[Location] = field(default_factory=set)
     _unsafe_seen: set[tuple[Location, str]] = field(default_factory=set, repr=False)
 
     def walk(self, sink: Sink | None = None) -> Iterator[JobSpec]:
@@ -126,6 +128,7 @@ class Plan:
         keys = matrix.keys
         size = matrix.size
         seen_ids: dict[str, tuple[Location, str | None]] = {}
+        seen_inputs: dict[str, tuple[Location, tuple[int, ...], bool]] = {}  #: fingerprint -> first job
         seen_names: dict[str, Location] = {}
         for s_index, source in enumerate(self.sources):
             props = source.info.properties if source.info else {}
@@ -150,7 +153,9 @@ class Plan:
                     invalid = self._validate(source, data, field_keys, combo, sink)
                     if invalid and source.id_template is None:
                         continue  # an invalid job's derived key and file name would only add noise
-                fp: str | None = None
+                # the checking walk fingerprints every job: two jobs with the same model and input
+                # would pay twice for one generation, whatever their ids
+                fp = fingerprint(source.model, data) if sink is not None else None
                 if source.id_template is not None:
                     slugs = {k: matrix.slugs[i][combo[i]] for i, k in enumerate(keys)}  # ids use slugged values
                     base_id = templates.render(source.id_template, slugs)
@@ -161,10 +166,14 @@ class Plan:
                     base_id = self.overrides.get((s_index, c_index)) or f"{prompt_slug(data.get('prompt'))}-{fp[:8]}"
                 unique = True
                 if sink is not None:
-                    base_id, unique = self._check_id(source, base_id, fp, s_index, c_index, seen_ids, sink, data)
+                    assert fp is not None
+                    # an invalid job's input is not compared (its problem is told); its id is still taken
+                    unique = invalid or self._check_input(source, fp, combo, seen_inputs, sink)
+                    if unique:
+                        base_id, unique = self._check_id(source, base_id, fp, s_index, c_index, seen_ids, sink, data)
                     if invalid:
                         continue  # its id is taken (a later duplicate is still reported); nothing more to check
-                if sink is None and fp is None:
+                if fp is None:
                     fp = fingerprint(source.model, data)
                 model_text = source.model.replace("/", "_")
                 for take in range(1, source.takes + 1):
@@ -227,37 +236,59 @@ class Plan:
             return self.locate_default(path)
         return source.location
 
-    def _check_id(self, source: Source, base_id: str, fp: str | None, s_index: int, c_index: int,
+    def _check_input(self, source: Source, fp: str, combo: tuple[int, ...],
+                     seen: dict[str, tuple[Location, tuple[int, ...], bool]], sink: Sink) -> bool:
+        """False (and a problem) when an earlier job has the same model and input: a job written twice,
+        or a job the matrix repeats because no key reaches its input. Two jobs that both have an id
+        of their own are two jobs asked for (an exported campaign's takes are such rows)."""
+        named = source.id_template is not None
+        if fp not in seen:
+            seen[fp] = (source.location, combo, named)
+            return True
+        other, other_combo, other_named = seen[fp]
+        if other != source.location:
+            if named and other_named:
+                return True
+            sink.add(source.location, "", f"duplicate job (same model and input as {_where(other, source.location)}); "
+                     "use takes: 2 for several generations")
+            return False
+        if source.location in self.identical_reported:
+            return False
+        self.identical_reported.add(source.location)
+        matrix = self.matrix
+        differ = [i for i, (a, b) in enumerate(zip(other_combo, combo, strict=True)) if a != b]
+        values = " and ".join(", ".join(f"{matrix.keys[i]}={matrix.texts[i][c[i]]}" for i in differ)
+                              for c in (other_combo, combo))
+        if all(matrix.texts[i][other_combo[i]] == matrix.texts[i][combo[i]] for i in differ):
+            hint = "these values read the same: make them differ or drop one"
+        else:
+            used = ", ".join("`{" + matrix.keys[i] + "}`" for i in differ)
+            hint = f"use {used} in its prompt (or an input field), or takes: N for several generations"
+        sink.add(source.location, "", f"this job gets the same model and input for matrix {values}; {hint}")
+        return False
+
+    def _check_id(self, source: Source, base_id: str, fp: str, s_index: int, c_index: int,
                   seen: dict[str, tuple[Location, str | None]], sink: Sink,
                   data: Mapping[str, Any]) -> tuple[str, bool]:
-        if fp is None and not ID_PATTERN.match(base_id):
+        """The job's id (a longer derived one if a short hash collided), and whether it is free."""
+        explicit = source.id_template is not None
+        if explicit and not ID_PATTERN.match(base_id):
             sink.add(source.id_location or source.location, "id",
                      f"id `{base_id}` may only use letters, digits, `.`, `_` and `-`")
             return base_id, False
         folded = base_id.casefold()
         if folded in seen:
             other, other_fp = seen[folded]
-            short = fp[:16] if fp is not None else None
-            if fp is not None and other_fp is not None and other_fp != short:
+            if not explicit and other_fp is not None:
                 # two different jobs share a short hash: give this one a longer one (stable: order is fixed)
                 longer = f"{prompt_slug(data.get('prompt'))}-{fp[:16]}"
                 self.overrides[(s_index, c_index)] = longer
-                seen[longer.casefold()] = (source.location, short)
+                seen[longer.casefold()] = (source.location, fp)
                 return longer, True
-            if fp is not None and other_fp == short and other == source.location and self.matrix.keys:
-                sink.add(source.location, "",
-                         "this job gets the same model and input for several matrix combinations; use "
-                         f"{', '.join('`{' + k + '}`' for k in self.matrix.keys)} in it, or takes: N for "
-                         "several generations")
-            elif fp is not None and other_fp == short:
-                sink.add(source.location, "",
-                         f"duplicate job (same model and input as {_where(other, source.location)}); "
-                         "use takes: 2 for several generations")
-            else:
-                sink.add(source.id_location or source.location, "id",
-                         f"duplicate id `{base_id}` (also {_where(other, source.location)})")
+            sink.add(source.id_location or source.location, "id",
+                     f"duplicate id `{base_id}` (also {_where(other, source.location)})")
             return base_id, False
-        seen[folded] = (source.location, fp[:16] if fp is not None else None)  # 16 hex tell jobs apart
+        seen[folded] = (source.location, None if explicit else fp)
         return base_id, True
 
     def _check_name(self, source: Source, name: str, seen: dict[str, Location], sink: Sink) -> None:

@@ -125,7 +125,7 @@ class Loader(SectionReader, JobSourceReader):
                     self.problem(self.at(("matrix", key), key=True), f"matrix.{key}",
                                  f"`{key}` is not a field of {', '.join(models)} and no prompt, id or filename "
                                  f"uses `{{{key}}}`{extra}")
-        self.check_matrix_fields_apply(matrix, field_keys, sources)
+        identical = self.check_matrix_fields_apply(matrix, field_keys, sources)
         self.check_priced_models(table, sources)
         size = matrix.size
         total = sum(s.takes for s in sources) * size
@@ -135,7 +135,8 @@ class Loader(SectionReader, JobSourceReader):
                          f"expands to {total:,} jobs, more than the cap of {self.max_jobs:,} (--max-jobs)")
             raise ManifestError(self.sink.problems())
         plan = Plan(campaign=name, defaults=defaults, locate_default=lambda p: self.at(("defaults", *p)),
-                    matrix=matrix, sources=sources, filename=filename, filename_location=filename_location)
+                    matrix=matrix, sources=sources, filename=filename, filename_location=filename_location,
+                    identical_reported=identical)
         plan.check(self.sink)  # a broken default was escaped: jobs are still checked, once each
         problems = self.sink.problems()
         if problems:
@@ -144,9 +145,11 @@ class Loader(SectionReader, JobSourceReader):
         return Campaign(name=name, manifest_path=Path(os.path.abspath(self.path)), output_dir=output_dir,
                         budget=budget, prices=table, job_count=total, _plan=plan)
 
-    def check_matrix_fields_apply(self, matrix: Matrix, field_keys: set[str], sources: list[Source]) -> None:
+    def check_matrix_fields_apply(self, matrix: Matrix, field_keys: set[str], sources: list[Source]) -> set[Location]:
         """A matrix key that sets a field of some jobs' model but not of this job's (and that no
-        template uses) would be dropped for it: its values would make identical, paid-for jobs."""
+        template uses) would be dropped for it: its values would make identical, paid-for jobs.
+        Returns the locations of the jobs reported."""
+        reported: set[Location] = set()
         for key, values in zip(matrix.keys, matrix.values, strict=True):
             if key not in field_keys or key in self.used or len(values) < 2:
                 continue
@@ -155,6 +158,8 @@ class Loader(SectionReader, JobSourceReader):
                     self.problem(source.location, f"matrix.{key}",
                                  f"`{key}` is not a field of {source.model}, so its {len(values)} values would "
                                  f"make identical jobs; give this job its own manifest or a model that has `{key}`")
+                    reported.add(source.location)
+        return reported
 
     def check_priced_models(self, table: PriceTable, sources: list[Source]) -> None:
         """A price for a model id that is neither in the catalog nor used by a job is a typo: it would

@@ -93,11 +93,10 @@ class SectionReader(LoadContext):
                 self.problem(self.at(("matrix", key)), f"matrix.{key}",
                              f"must be a non-empty list of values (got {kind_of(values)})")
                 continue
-            texts = [templates.as_text(v) for v in values]
             matrix.keys.append(key)
             matrix.values.append(list(values))
-            matrix.texts.append(texts)
-            matrix.slugs.append(_distinct_slugs(texts))
+            matrix.texts.append([self.written(("matrix", key, j), v) for j, v in enumerate(values)])
+            matrix.slugs.append(_slugs_of(values))
         self.matrix_keys = list(matrix.keys)
         keys = matrix.keys
         matrix.locate = lambda i, j, sub: self.at(("matrix", keys[i], j, *sub))
@@ -123,7 +122,12 @@ class SectionReader(LoadContext):
                              "unless its key is an input field; write `{{` and `}}` for literal braces")
                 continue
             matrix.values[i][j] = matrix.texts[i][j] = templates.render(template, {})
-        matrix.slugs[i] = _distinct_slugs(matrix.texts[i])
+        matrix.slugs[i] = _slugs_of(matrix.values[i])
+
+    def written(self, path: tuple[Any, ...], value: Any) -> str:
+        """A matrix value's text in prompts and file names: a number as written (``9.90``, ``007``)."""
+        as_written = self.doc.as_written(path, value) if self.doc is not None else None
+        return as_written if as_written is not None else templates.as_text(value)
 
     def defaults_value(self, value: Any) -> dict[str, Any]:
         if value is None:
@@ -178,8 +182,10 @@ class SectionReader(LoadContext):
         return directory, template, location
 
 
-def _distinct_slugs(texts: list[str]) -> list[str]:
-    """Slugs of one matrix key's values; values whose slugs clash get a short hash of their text."""
+def _slugs_of(values: list[Any]) -> list[str]:
+    """Slugs of one matrix key's values (from the value, not the text as written, so an id made
+    before numbers kept their written form stays the same); clashes get a short hash of the text."""
+    texts = [templates.as_text(v) for v in values]
     slugs = [value_slug(t) for t in texts]
     counts: dict[str, int] = {}
     for slug in slugs:

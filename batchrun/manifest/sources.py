@@ -18,7 +18,7 @@ from batchrun.manifest.context import (
     kind_of,
 )
 from batchrun.manifest.expand import Source
-from batchrun.validation import coerce_text
+from batchrun.validation import coerce_text, csv_integer
 
 
 class JobSourceReader(LoadContext):
@@ -108,10 +108,11 @@ class JobSourceReader(LoadContext):
         info = resolved[1] if resolved else None
         takes = default_takes
         if "takes" in row.cells:
-            try:
-                takes = self.takes_value(int(row.cells["takes"][0].strip()), cell("takes"), "takes")
-            except ValueError:
+            whole = csv_integer(row.cells["takes"][0])
+            if whole is None:
                 self.problem(cell("takes"), "takes", f"must be a whole number >= 1 (got `{row.cells['takes'][0]}`)")
+            else:
+                takes = self.takes_value(whole, cell("takes"), "takes")
         id_template, ok = None, True
         if "id" in row.cells:
             raw = row.cells["id"][0].strip()

@@ -32,11 +32,24 @@ _FLOAT = "tag:yaml.org,2002:float"
 FLOAT_12 = re.compile(r"[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)\Z")
 
 
-class _CLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+class _Resolved(str):
+    """A tag the resolver chose for a plain scalar, as opposed to one written out (``!!str 010``):
+    equal to the tag, but a written ``!!str`` keeps the text that YAML 1.2 would read as a number."""
+
+    __slots__ = ()
+
+
+class _ResolvingLoader:
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)  # type: ignore[misc]
+        return _Resolved(tag) if kind is ScalarNode and implicit[0] else tag
+
+
+class _CLoader(_ResolvingLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """The fast safe loader, resolving YAML 1.2 floats too."""
 
 
-class _PyLoader(yaml.SafeLoader):
+class _PyLoader(_ResolvingLoader, yaml.SafeLoader):
     """The pure-Python safe loader (for very deep documents), resolving YAML 1.2 floats too."""
 
 
@@ -99,6 +112,16 @@ class Document:
                 return None
         return node
 
+    def as_written(self, path: tuple[Any, ...], value: Any) -> str | None:
+        """The text of an unquoted number as the user wrote it (``9.90``, ``007``, ``+3``), when
+        ``value`` at ``path`` is one; a template shows a value as written, not as Python prints it."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        node = self.node(path)
+        if isinstance(node, ScalarNode) and not node.style:
+            return node.value
+        return None
+
     def locate(self, path: tuple[Any, ...], *, key: bool = False) -> Location:
         """The most specific location for ``path``: the deepest existing node along it."""
         for end in range(len(path), -1, -1):
@@ -150,6 +173,8 @@ def _scalar(node: ScalarNode) -> Any:
     tag, text = node.tag, node.value
     if node.style or tag not in _RESOLVED_BY_11:  # quoted, null, or a tag written out: as PyYAML says
         return _constructor.yaml_constructors[tag](_constructor, node)
+    if tag == _STR and not isinstance(tag, _Resolved):  # `!!str 010`: the text, as asked
+        return text
     if tag == _BOOL:
         return _BOOL_12.get(text, text)
     if len(text) > MAX_DIGITS:
@@ -172,7 +197,7 @@ def _int_12(text: str) -> int | None:
     return None
 
 
-_BOOL, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+_BOOL, _FLOAT, _STR = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:str"
 #: what PyYAML may have resolved a plain scalar to by YAML 1.1's rules (style None or "" is plain)
 _RESOLVED_BY_11 = frozenset({_BOOL, "tag:yaml.org,2002:str"}) | _NUMBER_TAGS
 

@@ -83,6 +83,12 @@ def test_multiline_cells_keep_row_lines(tmp_path: Path) -> None:
         ("prompt,durration\na,5\n", ":1:2: durration: unknown field `durration`; did you mean `duration`?"),
         ("prompt\n{oops\n", ":2:1: prompt: unbalanced `{`"),
         ("prompt\nsame\nsame\n", ":3:1: duplicate job (same model and input as line 2)"),
+        ("prompt,duration\na,1_0\n", ":2:2: duration: expected an integer, got `1_0`"),
+        ("prompt,cfg_scale\na,0_5\n", ":2:2: cfg_scale: expected a number, got `0_5`"),
+        ("prompt,duration\na,\u0665\n", ":2:2: duration: expected an integer"),
+        ("prompt,takes\na,1_0\n", ":2:2: takes: must be a whole number >= 1 (got `1_0`)"),
+        ("prompt,duration\nred \x1b[31mcat,5\n", ":2:1: prompt: the cell holds the control character U+001B at character 5"),
+        ("prompt\n\"a\x00b\"\n", ":2:1: prompt: the cell holds the control character U+0000 at character 2"),
     ],
 )
 def test_cell_problems_are_located(tmp_path: Path, text: str, expected: str) -> None:
@@ -90,6 +96,13 @@ def test_cell_problems_are_located(tmp_path: Path, text: str, expected: str) -> 
     path = csv_file(tmp_path, text)
     found = lines(path, model=T2V)
     assert found[0].startswith(f"{path}{expected}"), found
+
+
+def test_tabs_and_line_breaks_in_a_cell_are_kept(tmp_path: Path) -> None:
+    """Only control characters are refused: a tab or a line break inside a quoted cell is text."""
+    path = csv_file(tmp_path, 'prompt\n"a\tb\r\nc"\n')
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input["prompt"] == "a\tb\r\nc"
 
 
 def test_unknown_column_reported_once(tmp_path: Path) -> None:

@@ -237,6 +237,68 @@ def test_duplicate_ids(tmp_path: Path) -> None:
     ]
 
 
+def test_jobs_with_ids_are_still_compared_by_input(tmp_path: Path) -> None:
+    """An id template does not make the matrix's copies of a job different requests: a job whose
+    matrix key only reaches its id would pay for one video three times. A job without an id that
+    repeats a named one is a duplicate too; two jobs the user named both are two jobs asked for."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        matrix: {{style: [noir, pastel, noir2]}}
+        jobs:
+          - {{id: "hero-{{style}}", prompt: a hero walks}}
+          - {{id: "a-{{style}}", prompt: "{{style}} city"}}
+          - {{id: "b-{{style}}", prompt: "{{style}} city"}}
+          - {{prompt: "{{style}} city"}}
+    """)
+    assert lines(path) == [
+        f"{path}:5:5: this job gets the same model and input for matrix style=noir and style=pastel; use "
+        "`{style}` in its prompt (or an input field), or takes: N for several generations",
+        f"{path}:8:5: duplicate job (same model and input as line 6); use takes: 2 for several generations",
+    ]
+
+
+def test_matrix_values_that_read_the_same_are_named(tmp_path: Path) -> None:
+    """Two matrix values that give the same text (`1_000` unquoted is text too) are named, so the
+    user sees which ones to change instead of being told to use a key the prompt already uses."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        matrix: {{n: [1_000, "2", "1_000"]}}
+        jobs: [{{prompt: "{{n}} birds"}}]
+    """)
+    assert lines(path) == [
+        f"{path}:4:8: this job gets the same model and input for matrix n=1_000 and n=1_000; these values "
+        "read the same: make them differ or drop one",
+    ]
+
+
+def test_matrix_numbers_reach_prompts_as_written(tmp_path: Path) -> None:
+    """`price: [9.90, 007]` puts "9.90" and "007" into the prompt and the file name, not Python's
+    9.9 and 7; a field still gets the number, and ids keep the slugs they always had (a campaign
+    made before keeps its jobs)."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        matrix: {{price: [9.90, 007, +3], duration: [05]}}
+        output: {{filename: "{{price}}-{{duration}}.mp4"}}
+        jobs: [{{id: p, prompt: "now only {{price}} dollars, {{duration}} seconds"}}]
+    """)
+    jobs = list(load_campaign(path).jobs())
+    assert [j.input["prompt"] for j in jobs] == [
+        "now only 9.90 dollars, 05 seconds", "now only 007 dollars, 05 seconds", "now only +3 dollars, 05 seconds"]
+    assert [j.output_name for j in jobs] == ["9.90-05.mp4", "007-05.mp4", "+3-05.mp4"]
+    assert all(j.input["duration"] == 5 for j in jobs)
+    assert [j.key for j in jobs] == ["p-9.9-5-t1", "p-7-5-t1", "p-3-5-t1"]
+
+
+def test_a_written_str_tag_keeps_the_text(tmp_path: Path) -> None:
+    """`!!str 010` is the text 010, as YAML says, not the number 10."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        matrix: {{n: [!!str 010, !!str 9.90]}}
+        jobs: [{{prompt: "take {{n}}"}}, {{prompt: !!str 0123, negative_prompt: "{{n}}"}}]
+    """)
+    assert [j.input["prompt"] for j in load_campaign(path).jobs()] == ["take 010", "take 9.90", "0123", "0123"]
+
+
 def test_filename_template(tmp_path: Path) -> None:
     """output.filename renders id, take, key, campaign, model and matrix variables (path-safe)."""
     path = write(tmp_path, f"""
