@@ -150,6 +150,30 @@ def load(
     )
 
 
+def _check_same_manifest(campaign: Campaign, store: Store) -> None:
+    """Refuse to plan a manifest into a campaign of the same name that another manifest file, still
+    present, was planned from: the two would take the campaign from each other (cancelling each
+    other's pending jobs as "removed" and moving its output folder). Two `campaign.yaml` of
+    different folders in one shared database, or `demo.csv` exported beside `demo.yaml`, share a
+    default name. A manifest that moved (its old path is gone), or the same file reached by another
+    path, or another machine's copy (a path that does not exist here) is the same campaign."""
+    existing = store.get_campaign(campaign.name)
+    if existing is None or not existing.manifest_path:
+        return
+    here, there = str(campaign.manifest_path), existing.manifest_path
+    if here == there or not os.path.isfile(there):
+        return
+    try:
+        if os.path.samefile(here, there):
+            return
+    except OSError:
+        return
+    raise ConfigError(
+        f"{here}: campaign `{campaign.name}` in {store.label} was planned from {there}, which is still there; "
+        "give this manifest its own `name:` (a CSV: another file name) or another --db, "
+        "or move the old manifest away if this one replaces it")
+
+
 def plan_campaign(
     campaign: Campaign,
     store: Store,
@@ -159,6 +183,7 @@ def plan_campaign(
     sample: int = 10,
 ) -> PlanReport:
     """Store the campaign's jobs idempotently and report what would run and what it costs."""
+    _check_same_manifest(campaign, store)
     tally = Tally(campaign.prices, sample=sample)
     output = (output_dir or campaign.output_dir).resolve()
     record = store.ensure_campaign(

@@ -343,6 +343,51 @@ def test_csv_export_is_a_manifest_that_reruns_the_same_jobs(isolated_env):
     assert all(Path(row["_output_path"]).is_file() and float(row["_estimated_cost_usd"]) > 0 for row in rows)
 
 
+def test_a_second_manifest_of_the_same_name_does_not_take_the_campaign_over(isolated_env):
+    """Two `shots.yaml` in different folders sharing one database (the default name is the file's):
+    the second is refused in one line, and the first keeps its pending jobs and its output folder."""
+    first, second = isolated_env / "a", isolated_env / "b"
+    first.mkdir(), second.mkdir()
+    one, other = manifest(first, 3), manifest(second, 2)
+    db = str(isolated_env / "shared.db")
+    assert batchrun("plan", str(one), "--db", db).exit_code == 0
+    one_line_error(batchrun("plan", str(other), "--db", db), str(other), "campaign `shots`",
+                   f"was planned from {one}", "its own `name:`")
+    one_line_error(batchrun("run", str(other), "--db", db, "--simulate"), "was planned from")
+    with open_store(resolve_db_url(db, None)) as store:
+        record = store.get_campaign("shots")
+        counts = store.count_by_state(record.id)
+        assert counts[JobState.PENDING] == 3 and sum(counts.values()) == 3
+        assert record.manifest_path == str(one) and record.output_dir == str(first / "videos")
+
+
+def test_a_moved_manifest_is_still_its_campaign(isolated_env):
+    """A manifest moved to another folder (its old path gone), as on another machine, resumes its
+    campaign: nothing is refused and nothing runs again."""
+    old_home, new_home = isolated_env / "old", isolated_env / "new"
+    old_home.mkdir(), new_home.mkdir()
+    path = manifest(old_home, 2)
+    db = str(isolated_env / "shared.db")
+    assert simulate(path, "--db", db)["counts"]["done"] == 2
+    moved = path.rename(new_home / path.name)
+    report = simulate(moved, "--db", db)
+    assert report["counts"]["done"] == 2 and report["submitted"] == 0 and report["downloaded"] == 0, report
+
+
+def test_an_export_beside_its_manifest_is_refused_rather_than_merged(isolated_env):
+    """`export shots.yaml -o shots.csv` then `run shots.csv` would share the default database and the
+    campaign name: refused in one line; under another file name it is a new campaign of its own."""
+    path = manifest(isolated_env, 2)
+    simulate(path)
+    assert batchrun("export", str(path), "-o", "shots.csv").exit_code == 0
+    one_line_error(batchrun("run", "shots.csv", "--model", I2V, "--simulate"), "shots.csv", "campaign `shots`",
+                   "another file name")
+    Path("shots.csv").rename("shots-again.csv")
+    again = simulate(Path("shots-again.csv"), "--model", I2V)
+    assert again["campaign"] == "shots-again" and again["counts"]["done"] == 2, again
+    assert states(path)[JobState.DONE] == 2
+
+
 def test_jsonl_export_streams_one_object_per_job(isolated_env):
     """`export --format jsonl` prints one JSON object per job with its input nested; -o --json summarises."""
     path = manifest(isolated_env, 3)
