@@ -133,9 +133,10 @@ def checked_base_url(base_url: str) -> str:
     """The API base URL without a trailing slash, or a ConfigError when it cannot be one."""
     try:
         url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError):
+        host = url.host  # decodes an IDNA name: `xn--` with nothing after raises here
+    except (httpx.InvalidURL, TypeError, ValueError):
         raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise ConfigError(f"base URL must be an http(s) URL, got {base_url!r}")
     if url.port is not None and not 0 < url.port < 65536:
         raise ConfigError(f"base URL has an impossible port ({url.port}): {base_url!r}")

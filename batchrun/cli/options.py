@@ -30,6 +30,19 @@ class FiniteRange(click.FloatRange):
 USD = FiniteRange(min=0)
 
 
+class FolderPath(click.Path):
+    """A folder to write into; an empty value (``--out "$OUT"`` with OUT unset) is refused rather
+    than read as the current folder, where a campaign's files would land among whatever is there."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty folder name (write . for the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def checked_api_access(base_url: str, token: str) -> tuple[str, str]:
     """The base URL and token, checked before anything is written (ConfigError otherwise); says
     once on stderr when the token would travel unencrypted to another machine."""

@@ -17,7 +17,9 @@ import click
 from batchrun import planning, protocol
 from batchrun.api import RunComfyClient
 from batchrun.api.client import api_lanes
-from batchrun.cli.options import USD, FiniteRange, checked_api_access, db_option, json_option, loading_options, manifest_argument
+from batchrun.cli.options import (
+    USD, FiniteRange, FolderPath, checked_api_access, db_option, json_option, loading_options, manifest_argument,
+)
 from batchrun.cli.plan import opened_store
 from batchrun.cli.progress import LiveProgress, LogProgress
 from batchrun.cli.render import console, print_json, usd
@@ -34,7 +36,7 @@ SIM_TOKEN = "sim-token"
 @manifest_argument
 @db_option
 @loading_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), envvar="BATCHRUN_OUT",
+@click.option("--out", "out_dir", type=FolderPath(), envvar="BATCHRUN_OUT",
               show_envvar=True, help="Output folder (default: the manifest's `output.dir`).")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 10_000), default=10, show_default=True,
               envvar="BATCHRUN_CONCURRENCY", show_envvar=True,

@@ -7,6 +7,7 @@ Frozen values with a ``parse`` for the CLI text forms, so ``batchrun sim`` and
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 LATENCY_KINDS = ("fixed", "uniform", "lognormal", "manual")
@@ -29,7 +30,10 @@ class Latency:
     def __post_init__(self) -> None:
         if self.kind not in LATENCY_KINDS:
             raise ValueError(f"latency kind must be one of {', '.join(LATENCY_KINDS)}: {self.kind!r}")
-        if self.value < 0 or self.high < 0 or self.sigma < 0:
+        numbers = (self.value, self.high, self.sigma)
+        if not all(math.isfinite(n) for n in numbers):  # nan would never finish a job
+            raise ValueError("latency values must be finite numbers")
+        if any(n < 0 for n in numbers):
             raise ValueError("latency values must not be negative")
         if self.kind == "uniform" and self.high < self.value:
             raise ValueError(f"uniform latency needs low <= high: {self.value}-{self.high}")
@@ -136,6 +140,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if self.balance is not None and not (math.isfinite(self.balance) and self.balance >= 0):
+            raise ValueError(f"balance must be a number of USD >= 0 (got {self.balance})")
         if self.queue_delay < 0:
             raise ValueError("queue_delay must not be negative")
         if not 0.0 <= self.failure_rate <= 1.0:

@@ -94,12 +94,18 @@ def test_an_error_raised_inside_the_runs_task_group_is_one_line_too():
     ["plan", "{manifest}", "--db", "sqlite:///%00x"],
     ["plan", "{manifest}", "--prices", "/dev/zero"],
     ["status", "--watch", "nan", "--db", "{db}"],
+    ["run", "{manifest}", "--simulate", "--out", ""],
+    ["run", "{manifest}", "--simulate", "--sim-latency", "nan"],
+    ["run", "{manifest}", "--base-url", "http://xn--/"],
+    ["sim", "--balance", "-5"],
 ])
-def test_odd_flag_values_are_one_line_errors(tmp_path, args):
+def test_odd_flag_values_are_one_line_errors(tmp_path, args, monkeypatch):
     """A port that is no number, a NUL in a database name, a price 'file' that never ends, a
-    refresh of nan seconds: one line and exit 2, never a traceback (or a hang)."""
+    refresh of nan seconds, an empty output folder, a latency of nan, a malformed IDNA host, a
+    negative balance: one line and exit 2, never a traceback (or a hang, or files in the cwd)."""
     manifest = tmp_path / "m.yaml"
     shutil.copy(Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml", manifest)
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", "token")  # so that the flag, not the token, is what is wrong
     runner = CliRunner()
     runner.invoke(cli, ["plan", str(manifest), "--db", str(tmp_path / "ok.db")])
     result = runner.invoke(cli, [a.format(manifest=manifest, db=tmp_path / "ok.db") for a in args])

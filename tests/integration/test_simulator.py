@@ -582,6 +582,22 @@ def test_faults_parse_and_reject_nonsense() -> None:
         Latency.parse("uniform:0.5-0.1")
 
 
+@pytest.mark.parametrize("latency", ["nan", "inf", "uniform:0-nan", "lognormal:2,inf", "-1"])
+def test_a_latency_that_would_never_end_a_job_is_refused(latency: str) -> None:
+    """`--sim-latency nan` used to start a run whose jobs never finished: it is a ValueError
+    (one line from the CLI) like any other impossible latency."""
+    with pytest.raises(ValueError, match="latency"):
+        Latency.parse(latency)
+
+
+@pytest.mark.parametrize("balance", [-5.0, math.nan, math.inf])
+def test_an_impossible_balance_is_refused(balance: float) -> None:
+    """`sim --balance -5` (or nan) used to serve a simulator that refused every submit for a reason
+    nobody asked for; a balance must be a finite number of USD >= 0."""
+    with pytest.raises(ValueError, match="balance"):
+        SimConfig(balance=balance)
+
+
 def test_latency_samples_stay_in_range() -> None:
     """Uniform samples stay within bounds; lognormal ones are positive; manual never ends."""
     import random

@@ -829,7 +829,8 @@ def test_an_answer_that_cannot_be_decoded_is_retried_or_in_doubt_never_a_crash()
 
 @pytest.mark.parametrize(("base", "says"), [("https://model-api.runcomfy.net/v1", "use https://model-api.runcomfy.net"),
                                             ("https://model-api.runcomfy.net/v1/", "must not end in /v1"),
-                                            ("https://api.test/?x=1", "query"), ("https://api.test/#top", "fragment")])
+                                            ("https://api.test/?x=1", "query"), ("https://api.test/#top", "fragment"),
+                                            ("http://xn--/", "must be an http")])
 def test_a_base_url_that_would_send_every_request_astray_is_refused(base: str, says: str) -> None:
     """`RUNCOMFY_BASE_URL=.../v1` would make every path /v1/v1/... and fail every job as unknown:
     a one-line ConfigError before anything is sent."""
