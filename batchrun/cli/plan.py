@@ -14,6 +14,7 @@ from rich.text import Text
 from batchrun import planning
 from batchrun.cli.options import USD, db_option, json_option, loading_options, manifest_argument
 from batchrun.cli.render import console, print_json, short, usd
+from batchrun.errors import ManifestError, Problem
 from batchrun.manifest import Campaign
 from batchrun.store import Store, open_store, resolve_db_url
 
@@ -28,6 +29,12 @@ def opened_store(db: str | None, manifest: Path) -> Iterator[Store]:
         store.close()
 
 
+def _problem_json(problem: Problem) -> dict[str, object]:
+    where = problem.location
+    return {"file": where.path, "line": where.line, "column": where.column, "field": problem.field or None,
+            "message": problem.message}
+
+
 @click.command()
 @manifest_argument
 @loading_options
@@ -39,9 +46,14 @@ def validate(
 
     Prints every problem at once as `file:line:col: field: message` and exits 2; writes nothing.
     """
-    campaign = planning.load(
-        manifest, model=model, allow_unknown_model=allow_unknown_model, max_jobs=max_jobs, prices_file=prices_file
-    )
+    try:
+        campaign = planning.load(
+            manifest, model=model, allow_unknown_model=allow_unknown_model, max_jobs=max_jobs, prices_file=prices_file
+        )
+    except ManifestError as error:
+        if as_json:  # a script reads the problems from stdout; people still see them on stderr
+            print_json({"ok": False, "problems": [_problem_json(p) for p in error.problems]})
+        raise
     if as_json:
         print_json({"ok": True, "campaign": campaign.name, "jobs": campaign.job_count})
     else:

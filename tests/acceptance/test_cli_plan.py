@@ -71,6 +71,18 @@ jobs:
     assert not list(isolated_env.glob("*.db*"))
 
 
+def test_validate_json_lists_the_problems_on_stdout(isolated_env):
+    """`validate --json` on a bad manifest prints {"ok": false, "problems": [...]} (file, line,
+    column, field, message) for a script to read, exits 2, and still tells a person on stderr."""
+    path = write(isolated_env / "bad.yaml", f"model: {T2V}\njobs:\n  - prompt: hi\n    duration: 20\n")
+    result = batchrun("validate", str(path), "--json")
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == {"ok": False, "problems": [
+        {"file": str(path), "line": 4, "column": 15, "field": "duration", "message": "must be between 3 and 15 (got 20)"},
+    ]}
+    assert result.stderr.strip() == f"{path}:4:15: duration: must be between 3 and 15 (got 20)"
+
+
 def test_missing_manifest_is_one_line_exit_2(isolated_env):
     """A path that does not exist is named in one line."""
     result = batchrun("plan", "nope.yaml")
