@@ -182,6 +182,7 @@ def load_price_file(path: Path) -> PriceTable:
             data = json.loads(text)
         except ValueError as error:
             raise ConfigError(f"{path}: cannot parse the price file: {str(error).splitlines()[0]}") from None
+        locate = None
     else:  # read like a manifest: YAML 1.2 numbers (`010` is 10, `1e-1` is 0.1), duplicate keys refused
         from batchrun.manifest import yamlnodes  # the manifest package needs this module first
 
@@ -189,9 +190,29 @@ def load_price_file(path: Path) -> PriceTable:
         if document.problems:
             first = document.problems[0]
             raise ConfigError(f"{first.location}: cannot parse the price file: {first.message}")
-        data = document.value
+        data, locate = document.value, document.locate
     if data is None:
         data = {}
+    prefix: tuple[str, ...] = ()
     if isinstance(data, Mapping) and set(data) == {"prices"}:
-        data = data["prices"]
-    return PriceTable.default().with_overrides(data, source=str(path))
+        data, prefix = data["prices"], ("prices",)
+    if locate is None or not isinstance(data, Mapping):
+        return PriceTable.default().with_overrides(data, source=str(path))
+    table = PriceTable.default()
+    for key, value in data.items():  # one key at a time, so that a mistake is told at its line
+        try:
+            table = table.with_overrides({key: value}, source=str(path))
+        except ConfigError as error:
+            misnamed = not isinstance(key, str) or ("/" not in key and key not in TIERS)
+            where = locate((*prefix, key), key=True) if misnamed else locate((*prefix, key, *_bad_half(value)))
+            raise ConfigError(f"{where}: {error.message.removeprefix(f'{path}: ')}") from None
+    return table
+
+
+def _bad_half(value: Any) -> tuple[str, ...]:
+    """The `silent` or `audio` entry of a price that is not a number >= 0, to point at its line."""
+    if isinstance(value, Mapping):
+        for name in ("silent", "audio"):
+            if name in value and _number(value[name]) is None:
+                return (name,)
+    return ()

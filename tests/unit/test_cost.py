@@ -124,6 +124,20 @@ def test_bad_price_file(tmp_path: Path, text: str | bytes) -> None:
     assert str(path) in caught.value.message
 
 
+@pytest.mark.parametrize(("text", "where"), [
+    ("pro:\n  silent: 0.1\n  audio: x\n", ":3:10: prices.pro.audio: expected a number"),
+    ("standard: 1\nstandrd: 1\n", ":2:1: prices.standrd: unknown tier `standrd`"),
+    ("prices:\n  4k: [1]\n", ":2:7: prices.4k: expected {silent: USD/s, audio: USD/s} or one number"),
+])
+def test_a_mistake_in_a_price_file_is_told_at_its_line(tmp_path: Path, text: str, where: str) -> None:
+    """A YAML price file's mistake names its line and column, like a manifest's."""
+    path = tmp_path / "prices.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_price_file(path)
+    assert caught.value.message.startswith(f"{path}{where}"), caught.value.message
+
+
 def test_missing_price_file(tmp_path: Path) -> None:
     """A missing price file is a ConfigError, not an OSError."""
     with pytest.raises(ConfigError, match="cannot read"):
