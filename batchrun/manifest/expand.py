@@ -120,6 +120,8 @@ class Plan:
     overrides: dict[tuple[int, int], str] = field(default_factory=dict)
     #: jobs already reported for making identical jobs across the matrix: told once each
     identical_reported: set[Location] = field(default_factory=set)
+    #: jobs already reported for an id template that repeats across the matrix: told once each
+    id_repeats_reported: set[Location] = field(default_factory=set)
     _unsafe_seen: set[tuple[Location, str]] = field(default_factory=set, repr=False)
 
     def walk(self, sink: Sink | None = None) -> Iterator[JobSpec]:
@@ -285,6 +287,15 @@ class Plan:
                 self.overrides[(s_index, c_index)] = longer
                 seen[longer.casefold()] = (source.location, fp)
                 return longer, True
+            if explicit and other == source.location and self.matrix.keys:  # the id template repeats itself
+                if source.location not in self.id_repeats_reported:
+                    self.id_repeats_reported.add(source.location)
+                    named = set(templates.names(source.id_template)) if source.id_template else set()
+                    missing = ", ".join(f"`{{{k}}}`" for k in self.matrix.keys if k not in named)
+                    sink.add(source.id_location or source.location, "id",
+                             f"the id gives several matrix combinations the same id `{base_id}`; "
+                             f"use {missing} in it too")
+                return base_id, False
             sink.add(source.id_location or source.location, "id",
                      f"duplicate id `{base_id}` (also {_where(other, source.location)})")
             return base_id, False

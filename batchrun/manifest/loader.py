@@ -98,6 +98,8 @@ class Loader(SectionReader, JobSourceReader):
                 if resolved is not None:
                     sources.append(Source(fields={}, model=resolved[0], info=resolved[1], takes=takes,
                                           location=location, locate=lambda p: self.at(("defaults", *p))))
+            elif "jobs" in top:  # `jobs:` written with nothing under it (or `jobs: ~`)
+                self.problem(self.at(("jobs",), key=True), "jobs", "is empty; add at least one job")
             else:
                 self.problem(self.at(()), "jobs", "no jobs: add `jobs:`, `csv:` or a `matrix:` over `defaults:`")
         return self.finish(name, matrix, defaults, sources, output_dir, filename, filename_location,
