@@ -50,7 +50,7 @@ import httpx
 from batchrun import __version__
 from batchrun.api.client import NoCookieJar
 from batchrun.api.responses import one_line, parse_retry_after
-from batchrun.errors import NotAFileError, PermanentDownloadError, TransientDownloadError
+from batchrun.errors import MissingFileError, NotAFileError, PermanentDownloadError, TransientDownloadError
 from batchrun.retry import RetryPolicy
 
 CHUNK = 1024 * 1024
@@ -332,7 +332,7 @@ class Downloader:
     ) -> DownloadedFile:
         status = response.status_code
         if status in (404, 410):
-            raise PermanentDownloadError(f"result expired or missing (HTTP {status})", url=url)
+            raise MissingFileError(f"result expired or missing (HTTP {status})", url=url)
         if status in (408, 429) or status >= 500:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise TransientDownloadError(f"file server answered HTTP {status}", url=url, retry_after=retry_after)

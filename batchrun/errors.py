@@ -184,6 +184,11 @@ class PermanentDownloadError(DownloadError):
     """A result file was refused (bad URL, too large or gone)."""
 
 
+class MissingFileError(PermanentDownloadError):
+    """The file server answered 404/410: the file is gone (results are deleted after days), or not
+    there yet (a host that has not caught up with a job that finished a moment ago)."""
+
+
 class NotAFileError(PermanentDownloadError):
     """The file server answered 2xx but sent no file: an empty body or a web page. Asking the same
     URL again gets the same, but the paid-for video may still come under a fresh URL or later."""

@@ -63,6 +63,9 @@ class RunOptions:
     submit_parallelism: int = 4
     #: seconds after which a download that outlived its retries is tried again in the same run
     download_retry_delays: tuple[float, ...] = (60.0, 300.0, 900.0)
+    #: a result file missing (404/410) within this many seconds of the job finishing is a file
+    #: host that has not caught up: tried again later (as above), not a failed, paid-for job
+    missing_file_grace: float = 3600.0
     runner_id: str = field(default_factory=lambda: new_runner_id())  #: who holds this run's leases
     lease_seconds: float = 60.0  #: a runner silent this long is presumed dead; others take its jobs
     #: this runner's own cap; ``concurrency`` is then the campaign-wide cap of all runners together

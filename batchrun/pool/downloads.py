@@ -15,7 +15,7 @@ import httpx
 
 from batchrun.domain import Job
 from batchrun.download import verify_file
-from batchrun.errors import BatchrunError, DownloadError, NotAFileError, PermanentDownloadError
+from batchrun.errors import BatchrunError, DownloadError, MissingFileError, NotAFileError, PermanentDownloadError
 from batchrun.outputs import (
     complete_rename,
     destinations,
@@ -90,6 +90,13 @@ class Downloading:
             self.store.record_event(job.id, "download_error", {"error": error.message})
             self._download_later(job, error.message)
             return
+        except MissingFileError as error:
+            if not self._just_finished(job):
+                self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
+                return
+            self.store.record_event(job.id, "download_error", {"error": error.message})
+            self._download_later(job, f"{error.message}, moments after the job finished")
+            return
         except PermanentDownloadError as error:
             self._fail(job, f"download failed: {error.message}", expected=JobState.DOWNLOADING)
             return
@@ -131,6 +138,13 @@ class Downloading:
         self.store.record_event(job.id, "download_error", {"error": str(error)})
         self.stop_submitting(f"cannot write {job.output_name} in {self.output_dir}: {error.strerror or error}; "
                              "no new jobs are submitted")
+
+    def _just_finished(self: Runner, job: Job) -> bool:
+        """Whether the job finished within ``RunOptions.missing_file_grace`` (its file may not have
+        reached the file host yet); a job finished long ago has lost its file for good."""
+        if job.finished_at is None:
+            return True
+        return (self.store.now() - job.finished_at).total_seconds() < self.options.missing_file_grace
 
     def _download_later(self: Runner, job: Job, message: str) -> None:
         """A download that outlived its retries (a file host down for minutes) is tried again

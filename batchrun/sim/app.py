@@ -139,6 +139,8 @@ class App:
                 return _html_answer(200, "OK")
             if self.blank_files == "empty":
                 return Answer(200, [(b"content-type", CONTENT_TYPE.encode()), (b"content-length", b"0")], [b""], 0)
+            if self.blank_files == "missing":
+                return _html_answer(404, "Not Found")
             return self._file(method, route, headers)
         auth = self._authenticate(headers)
         if auth is not None:

@@ -130,7 +130,8 @@ class SimConfig:
     extra_output_url: str | None = None  # also listed in every output (`images: [url]`), e.g. a URL that 404s
     expire_first_urls: bool = False  # the first result URL of each job answers 403 (expired); later ones work
     #: "html" or "empty": file URLs answer HTTP 200 with a web page (text/html) or an empty body,
-    #: as a CDN or a login wall may (``Simulator.set_blank_files`` changes it while running)
+    #: as a CDN or a login wall may; "missing": 404, as a file host that has not caught up with a
+    #: job that just finished may (``Simulator.set_blank_files`` changes it while running)
     blank_files: str | None = None
     image_only_output: bool = False  # outputs hold only `image` (a .png URL), no video
     failure_error_code: int | None = None  # a failed job's status/result also carry this top-level `error_code`
@@ -150,7 +151,7 @@ class SimConfig:
             raise ValueError(f"status_variant must be one of {', '.join(STATUS_VARIANTS)}")
         if not 200 <= self.submit_http_status <= 299:
             raise ValueError("submit_http_status must be a 2xx code")
-        if self.blank_files not in (None, "html", "empty"):
-            raise ValueError('blank_files must be "html", "empty" or None')
+        if self.blank_files not in (None, "html", "empty", "missing"):
+            raise ValueError('blank_files must be "html", "empty", "missing" or None')
         if self.error_message_key not in ("error_message", "message"):
             raise ValueError('error_message_key must be "error_message" or "message"')

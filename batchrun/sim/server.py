@@ -132,7 +132,8 @@ class Simulator:
         self.app.faults = faults
 
     def set_blank_files(self, kind: str | None) -> None:
-        """``"html"`` or ``"empty"``: file URLs answer 200 with a web page or nothing; None: files."""
+        """``"html"`` or ``"empty"``: file URLs answer 200 with a web page or nothing; ``"missing"``:
+        404; None: files."""
         self.app.blank_files = kind
 
     def set_balance(self, usd: float | None) -> None:

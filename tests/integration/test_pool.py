@@ -547,6 +547,30 @@ def test_a_download_that_outlived_its_retries_is_tried_again_later_in_the_same_r
     assert summary.exit_code == 0 and summary.counts[JobState.DONE] == 1
 
 
+def test_a_file_missing_moments_after_the_job_finished_is_fetched_later_not_failed(campaign_factory, make_simulator):
+    """A file host that answers 404 right after RunComfy said `completed` (it has not caught up)
+    does not fail a paid-for job: the download is tried again after a pause and the job ends done."""
+    simulator = make_simulator(blank_files="missing")
+    campaign = campaign_factory(1)
+    progress = _OnRetry(lambda runner: simulator.set_blank_files(None))
+
+    summary = campaign.run(simulator, progress=progress, download_retry_delays=(0.0,))
+    assert len(progress.seen) == 1 and "HTTP 404" in progress.seen[0], progress.seen
+    assert summary.exit_code == 0 and summary.counts[JobState.DONE] == 1
+    assert simulator.stats().jobs_created == 1
+
+
+def test_a_file_missing_long_after_the_job_finished_fails_the_job(campaign_factory, make_simulator):
+    """Past the grace (results are deleted after days), a 404 that a fresh /result does not cure
+    is a lost file: the job fails at once with that reason instead of waiting in `downloading`."""
+    simulator = make_simulator(blank_files="missing")
+    campaign = campaign_factory(1)
+    summary = campaign.run(simulator, missing_file_grace=0.0, download_retry_delays=(3600.0,))
+    [job] = campaign.jobs()
+    assert summary.counts[JobState.FAILED] == 1
+    assert job.error == "download failed: result expired or missing (HTTP 404)"
+
+
 def test_a_ctrl_c_while_a_download_waits_to_be_tried_again_ends_the_run_at_once(campaign_factory, make_simulator):
     """The first Ctrl-C does not sit out the pause: the job stays `downloading` for the next run."""
     simulator = make_simulator(blank_files="empty")
