@@ -106,6 +106,11 @@ _ORIGIN_MAY_HAVE_IT = frozenset({504, 520, 524})
 #: ``--submit-parallelism``, default 4, at once)
 SUBMIT_CONNECTIONS = 8
 
+#: seconds a submit may wait for its answer: a POST still unanswered is a job in doubt (held in
+#: `submitting` under the default policy), so a slow but working RunComfy is waited for longer
+#: than a poll, whose timeout only costs one more poll
+SUBMIT_READ_TIMEOUT = 120.0
+
 #: URLs parsed and kept per client (one per request id and endpoint); forgotten all at once past it
 _URL_CACHE = 4096
 
@@ -183,6 +188,7 @@ class RunComfyClient:
         *,
         max_connections: int = 20,
         timeout: httpx.Timeout | float = 30,
+        submit_read_timeout: float = SUBMIT_READ_TIMEOUT,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -196,6 +202,9 @@ class RunComfyClient:
         self.request_counts: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         self._lanes = anyio.CapacityLimiter(max_connections)  # polls; the pool has room for submits too
         self._urls: dict[str, httpx.URL] = {}
+        timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._submit_timeout = httpx.Timeout(connect=timeout.connect, read=submit_read_timeout,
+                                             write=timeout.write, pool=timeout.pool)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
@@ -203,7 +212,7 @@ class RunComfyClient:
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
             },
-            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
+            timeout=timeout,
             limits=httpx.Limits(
                 max_connections=max_connections + SUBMIT_CONNECTIONS,
                 max_keepalive_connections=max_connections + SUBMIT_CONNECTIONS,
@@ -355,6 +364,8 @@ class RunComfyClient:
     async def _send(self, endpoint: str, method: str, path: str, json: Any = None) -> httpx.Response:
         self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
         kwargs: dict[str, Any] = {} if json is None else {"json": json}
+        if endpoint == "submit":
+            kwargs["timeout"] = self._submit_timeout
         # a submit goes straight to the pool, never behind polls: see the module docstring
         async with contextlib.nullcontext() if endpoint == "submit" else self._lanes:
             return await self._http.request(method, self._url(path), **kwargs)

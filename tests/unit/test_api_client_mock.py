@@ -827,6 +827,22 @@ def test_an_answer_that_cannot_be_decoded_is_retried_or_in_doubt_never_a_crash()
     assert rec.slept == [1, 2]
 
 
+def test_a_submit_waits_longer_for_its_answer_than_a_poll() -> None:
+    """A submit still unanswered when its read timeout ends is a job in doubt (held in `submitting`),
+    so a slow but working RunComfy gets 120 s to answer it; a poll keeps the client's 30 s."""
+    rec = Recorder(lambda request: ok(request_id="r-1", status="in_queue"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            await client.submit("kling/kling-3.0/pro/text-to-video", {"prompt": "a cat"})
+            await client.status("r-1")
+
+    run(main)
+    submit, poll = (request.extensions["timeout"] for request in rec.requests)
+    assert submit["read"] == 120.0 and poll["read"] == 30.0
+    assert submit["connect"] == poll["connect"] == 30.0
+
+
 @pytest.mark.parametrize(("base", "says"), [("https://model-api.runcomfy.net/v1", "use https://model-api.runcomfy.net"),
                                             ("https://model-api.runcomfy.net/v1/", "must not end in /v1"),
                                             ("https://api.test/?x=1", "query"), ("https://api.test/#top", "fragment"),
