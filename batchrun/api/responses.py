@@ -475,14 +475,26 @@ _LINK_KEYS = ("url", "uri", "href")
 _MAX_DEPTH = 6
 
 
+#: a reference with a scheme (``ftp:``, ``data:``, ``s3:``): never a path under the API's host
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: a path written without its leading slash still names a file: a folder in it, or an extension
+_FILE_LIKE = re.compile(r"[^/]/|\.[A-Za-z0-9]{1,5}(?:[?#]|$)")
+
+
 def _url_from(value: str, base_url: str | None, relative: bool) -> str | None:
+    """``value`` as an absolute http(s) URL, or None. Under a media or link key (``relative``) a path
+    counts too, resolved against the API's host: ``/files/x.mp4``, ``//cdn.test/x.mp4``, and one
+    written without its leading slash (``files/x.mp4``, ``x.mp4``), which is not a word like
+    ``none`` or ``pending``."""
     text = value.strip()
     if _is_url(text):
         return text
-    if relative and base_url and text.startswith("/") and not any(c.isspace() for c in text):
-        joined = urljoin(base_url.rstrip("/") + "/", text)
-        return joined if _is_url(joined) else None
-    return None
+    if not (relative and base_url) or not text or any(c.isspace() for c in text):
+        return None
+    if not text.startswith("/") and (_SCHEME.match(text) or not _FILE_LIKE.search(text)):
+        return None
+    joined = urljoin(base_url.rstrip("/") + "/", text if text.startswith("/") else "/" + text)
+    return joined if _is_url(joined) else None
 
 
 def _urls_in(value: Any, base_url: str | None, relative: bool, depth: int = 0) -> list[str]:

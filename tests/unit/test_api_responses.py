@@ -397,6 +397,19 @@ def test_relative_output_urls_are_resolved_against_the_base() -> None:
     assert report.output_urls == ("https://api.test/f/v.mp4",)
 
 
+@pytest.mark.parametrize(("written", "expected"), [
+    ("files/rel.mp4", ("https://api.test/files/rel.mp4",)),
+    ("rel.mp4?sig=1", ("https://api.test/rel.mp4?sig=1",)),
+    ("//cdn.test/v.mp4", ("https://cdn.test/v.mp4",)),
+    ("none", ()), ("pending", ()), ("s3://bucket/v.mp4", ()), ("data:video/mp4;base64,AAAA", ()), ("a b.mp4", ()),
+])
+def test_a_path_without_its_leading_slash_is_still_the_file(written: str, expected: tuple[str, ...]) -> None:
+    """`"video": "files/rel.mp4"` names a file on the API's host as surely as `/files/rel.mp4`: the
+    paid-for video is downloaded instead of the job failing for "no output URL". A word (`none`)
+    or another scheme is never taken for a path."""
+    assert collect_output_urls({"video": written}, base_url="https://api.test") == expected
+
+
 def test_url_objects_nested_in_documented_keys_are_collected_video_first() -> None:
     """Files given as {'url': ...} or {'video': {'url': ...}} objects are all found, the video first."""
     output = {
