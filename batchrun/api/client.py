@@ -111,6 +111,27 @@ SUBMIT_CONNECTIONS = 8
 #: than a poll, whose timeout only costs one more poll
 SUBMIT_READ_TIMEOUT = 120.0
 
+#: the largest API answer read: a status or a result is a few KB, and an endless or enormous body
+#: (a misbehaving proxy) must not take the machine's memory; past it the answer counts as lost
+MAX_ANSWER_BYTES = 16 << 20
+_STREAM_HEADERS = frozenset({b"content-encoding", b"transfer-encoding", b"content-length"})
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """The decoded body, or ``httpx.DecodingError`` (a transport failure to the callers: a poll is
+    retried, a submit is in doubt) once it passes ``MAX_ANSWER_BYTES``."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+        raise httpx.DecodingError(f"answer of {int(declared):,} bytes, over the {MAX_ANSWER_BYTES:,}-byte limit",
+                                  request=response.request)
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise httpx.DecodingError(f"answer over the {MAX_ANSWER_BYTES:,}-byte limit", request=response.request)
+    return bytes(body)
+
+
 #: URLs parsed and kept per client (one per request id and endpoint); forgotten all at once past it
 _URL_CACHE = 4096
 
@@ -368,7 +389,16 @@ class RunComfyClient:
             kwargs["timeout"] = self._submit_timeout
         # a submit goes straight to the pool, never behind polls: see the module docstring
         async with contextlib.nullcontext() if endpoint == "submit" else self._lanes:
-            return await self._http.request(method, self._url(path), **kwargs)
+            request = self._http.build_request(method, self._url(path), **kwargs)
+            response = await self._http.send(request, stream=True)
+            try:
+                body = await _read_capped(response)
+            finally:
+                await response.aclose()
+        # the body as read (decoded once): drop what described the encoded stream
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _STREAM_HEADERS]
+        return httpx.Response(response.status_code, headers=headers, content=body, request=request,
+                              extensions=response.extensions)
 
     def _url(self, path: str) -> httpx.URL:
         """The absolute URL of ``path``, parsed once: a job is polled at the same URL many times."""

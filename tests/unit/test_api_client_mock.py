@@ -231,6 +231,34 @@ def test_polls_retry_transport_errors_until_the_policy_gives_up() -> None:
     assert len(rec.requests) == 4 and rec.slept == [1, 2, 4]
 
 
+def _endless(chunk: bytes = b"[" * 65536):
+    """A body that never ends, sent without a Content-Length (as a broken proxy might)."""
+    async def stream():
+        while True:
+            yield chunk
+    return httpx.Response(200, headers={"content-type": "application/json"}, content=stream())
+
+
+@pytest.mark.parametrize("answer", [
+    lambda request: _endless(),
+    lambda request: httpx.Response(200, headers={"content-length": str(1 << 30)}, content=b"{}"),
+])
+def test_an_enormous_or_endless_answer_is_cut_off_not_read_into_memory(answer) -> None:
+    """An API answer past 16 MB is a lost answer: a poll is retried (then a TransientApiError), a
+    submit is in doubt; the process never holds the whole body."""
+    rec = Recorder(answer)
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            with pytest.raises(TransientApiError, match="limit"):
+                await client.status("r")
+            with pytest.raises(SubmitOutcomeUnknown, match="limit"):
+                await client.submit("kling/kling-3.0/pro/text-to-video", {"prompt": "a cat"})
+
+    run(main)
+    assert len(rec.requests) == 5  # four polls, one submit
+
+
 def test_status_result_cancel_use_documented_paths_and_parse() -> None:
     """The three idempotent calls hit base_url + documented paths, whatever URLs the submit gave."""
 
