@@ -191,6 +191,12 @@ class Downloading:
                     self.store.record_event(job.id, "file_kept_aside", {"path": str(kept)})
                     self.progress.message(f"{job.key}: {dest.name} was already there (no job's file); "
                                           f"kept it as {kept.name}")
+            if index and any(f["sha256"] == fetched.sha256 for f in files):
+                # the same file under another URL (a second signature, a `videos` list repeating
+                # `video`): one copy is enough
+                await anyio.to_thread.run_sync(fetched.path.unlink)
+                self.store.record_event(job.id, "extra_file_skipped", {"url": url, "error": "same file as an earlier URL"})
+                continue
             files.append({"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256})
         return files
 

@@ -272,6 +272,8 @@ class App:
                 answer["output"]["images"] = [url.replace(FILE_NAME, "output.png")]
             if self.config.extra_output_url:
                 answer["output"]["images"] = [self.config.extra_output_url]
+            if self.config.repeated_video_url:  # the same file again, under another signature
+                answer["output"]["videos"] = [url + ("&" if "?" in url else "?") + "copy=2"]
         if job.status == protocol.FAILED:
             answer["error"] = job.error
             if self.config.failure_error_code is not None:

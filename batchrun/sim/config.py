@@ -136,6 +136,7 @@ class SimConfig:
     image_only_output: bool = False  # outputs hold only `image` (a .png URL), no video
     failure_error_code: int | None = None  # a failed job's status/result also carry this top-level `error_code`
     thumbnail_output: bool = False  # outputs also list `images: [<the job's .png URL>]`, a file that is served
+    repeated_video_url: bool = False  # outputs also list the video under `videos` with another query string
     empty_cancel_answers: bool = False  # a cancel answers 204 with no body (it still cancels a queued job)
 
     def __post_init__(self) -> None:

@@ -547,6 +547,19 @@ def test_a_download_that_outlived_its_retries_is_tried_again_later_in_the_same_r
     assert summary.exit_code == 0 and summary.counts[JobState.DONE] == 1
 
 
+def test_the_same_file_listed_under_two_urls_is_kept_once(campaign_factory, make_simulator):
+    """An output that repeats its video under another signature (`video` and `videos`) leaves one
+    file, not `shot000.mp4` plus an identical `shot000~2.mp4`; the repeat is recorded."""
+    simulator = make_simulator(repeated_video_url=True)
+    campaign = campaign_factory(1)
+    summary = campaign.run(simulator)
+    [job] = campaign.jobs()
+    assert summary.counts[JobState.DONE] == 1 and len(job.result_urls) == 2
+    assert sorted(p.name for p in campaign.output_dir.iterdir()) == ["shot000.mp4", "shot000.mp4.json"]
+    skipped = [e.detail for e in campaign.store.history(job.id) if e.kind == "extra_file_skipped"]
+    assert skipped == [{"url": job.result_urls[1], "error": "same file as an earlier URL"}]
+
+
 def test_a_file_missing_moments_after_the_job_finished_is_fetched_later_not_failed(campaign_factory, make_simulator):
     """A file host that answers 404 right after RunComfy said `completed` (it has not caught up)
     does not fail a paid-for job: the download is tried again after a pause and the job ends done."""
