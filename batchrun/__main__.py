@@ -1,4 +1,4 @@
-from batchrun.cli.main import main
+from batchrun.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,23 @@ def test_odd_flag_values_are_one_line_errors(tmp_path, args, monkeypatch):
     assert result.exit_code == 2 and (result.exception is None or isinstance(result.exception, SystemExit)), result.output
     lines = result.output.strip().splitlines()  # ours: one line; click's usage errors end in one
     assert "Traceback" not in result.output and (len(lines) == 1 or lines[-1].startswith("Error: Invalid value"))
+
+
+def test_a_ctrl_c_while_batchrun_is_still_loading_is_one_line_and_exit_130():
+    """`python -m batchrun` and the console script start at an import-free entry point that turns a
+    Ctrl-C landing while Python imports batchrun (here: raised by the import system when it
+    reaches the CLI module) into one line and exit 130, not a traceback."""
+    code = (
+        "import sys\n"
+        "class Stop:\n"
+        "    @staticmethod\n"
+        "    def find_spec(name, path=None, target=None):\n"
+        "        if name == 'batchrun.cli.main':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop)\n"
+        "import runpy\n"
+        "runpy.run_module('batchrun', run_name='__main__')\n"  # what `python -m batchrun` does
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130 and result.stderr == "batchrun: interrupted\n"
+
