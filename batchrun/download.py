@@ -173,7 +173,8 @@ def _unlink(path: Path) -> None:
         pass
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` survive a power loss (best effort where unsupported)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
@@ -324,7 +325,7 @@ class Downloader:
         _refuse_blank(size, head, part, url)
         await anyio.to_thread.run_sync(_fsync_file, part)
         os.replace(part, dest)
-        await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
+        await anyio.to_thread.run_sync(fsync_dir, dest.parent)
         return DownloadedFile(path=dest, size=size, sha256=digest.hexdigest(), url=url, content_type=None)
 
     async def _receive(
@@ -394,7 +395,7 @@ class Downloader:
             raise TransientDownloadError(f"truncated download: got {size} of {expected} bytes", url=url)
         _refuse_blank(size, head, part, url, page_type=page_type)
         os.replace(part, dest)
-        await anyio.to_thread.run_sync(_fsync_dir, dest.parent)
+        await anyio.to_thread.run_sync(fsync_dir, dest.parent)
         return DownloadedFile(
             path=dest,
             size=size,

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from batchrun.domain import Job
-from batchrun.download import sha256_file
+from batchrun.download import fsync_dir, sha256_file
 
 SIDECAR_SUFFIX = ".json"
 
@@ -183,7 +183,8 @@ def sidecar_document(
 
 
 def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
-    """Write JSON to ``<path>.part``, fsync it, then rename it into place.
+    """Write JSON to ``<path>.part``, fsync it, rename it into place, and fsync the folder, so that
+    once the caller records the job done a power loss cannot take the rename back.
 
     The temporary name is fixed, not random: a crash mid-write leaves a ``.part`` that the next
     attempt overwrites, never an orphan nobody cleans up.
@@ -201,3 +202,4 @@ def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
