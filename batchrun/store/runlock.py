@@ -53,7 +53,10 @@ def sqlite_run_lock(database: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover
         yield
         return
-    path = database.with_name(database.name + ".lock")
+    # the real file's lock: `run link.db` and `run /data/real.db` are the same database, and two
+    # lock names would let both runs in (a symlink, or a hard path alias such as ../x/real.db)
+    real = Path(os.path.realpath(database))
+    path = real.with_name(real.name + ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

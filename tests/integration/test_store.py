@@ -519,3 +519,24 @@ def test_planned_rows_are_stored_exactly_as_every_other_write(any_store: Store, 
     assert json.loads(stored.input) == specs[0].input
     assert [event.kind for event in any_store.history(a.id)] == ["planned"]
     assert [event.kind for event in any_store.history(b.id)] == ["planned"]
+
+
+def test_the_run_lock_is_the_real_files_whatever_path_names_it(tmp_path: Path) -> None:
+    """`run link.db` and `run real.db` are the same database: a symlink (or another path to the
+    file) takes the same lock, so a second run is refused instead of writing alongside the first."""
+    from batchrun.store.runlock import sqlite_run_lock
+
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "real.db"
+    real.touch()
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    with sqlite_run_lock(real):
+        with pytest.raises(DatabaseBusyError, match="in use by another"):
+            with sqlite_run_lock(link):
+                pass
+        with pytest.raises(DatabaseBusyError):
+            with sqlite_run_lock(tmp_path / "data" / ".." / "data" / "real.db"):
+                pass
+    with sqlite_run_lock(link):  # released: the next run goes ahead
+        pass
