@@ -21,7 +21,7 @@ from . import faults as faultdraw
 from .checker import check_input, input_schema
 from .config import Faults, SimConfig
 from .engine import Engine, InsufficientBalance, Job
-from .files import CONTENT_TYPE, FILE_NAME, ResultFile, path_for
+from .files import CONTENT_TYPE, FILE_NAME, IMAGE_NAME, ResultFile, path_for
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -38,7 +38,7 @@ _REQUEST_PATTERNS = {
     "result": _request_pattern(protocol.result_path),
     "cancel": _request_pattern(protocol.cancel_path),
 }
-_FILE_RE = re.compile(r"^/files/(?P<id>[^/]+)/(?:" + re.escape(FILE_NAME) + r"|output\.png)$")
+_FILE_RE = re.compile(r"^/files/(?P<id>[^/]+)/(?P<name>" + re.escape(FILE_NAME) + r"|" + re.escape(IMAGE_NAME) + r")$")
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 _ALT_SPELLING = {protocol.COMPLETED: protocol.SUCCEEDED, protocol.CANCELLED: protocol.CANCELED}
@@ -175,7 +175,7 @@ class App:
         if match:
             if method not in ("GET", "HEAD"):
                 return "other", self._not_allowed(method)
-            return "file", match["id"]
+            return "file", (match["id"], match["name"])
         return "other", None
 
     def _not_allowed(self, method: str) -> Answer:
@@ -265,11 +265,11 @@ class App:
                     seen = self._results_given[job.request_id] = self._results_given.get(job.request_id, 0) + 1
                 url += f"?sig={seen}"  # only the first signature is expired
             if self.config.image_only_output:
-                answer["output"] = {"image": url.replace(FILE_NAME, "output.png")}
+                answer["output"] = {"image": url.replace(FILE_NAME, IMAGE_NAME)}
             else:
                 answer["output"] = {"videos": [url]} if self._alt else {"video": url}
             if self.config.thumbnail_output:
-                answer["output"]["images"] = [url.replace(FILE_NAME, "output.png")]
+                answer["output"]["images"] = [url.replace(FILE_NAME, IMAGE_NAME)]
             if self.config.extra_output_url:
                 answer["output"]["images"] = [self.config.extra_output_url]
             if self.config.repeated_video_url:  # the same file again, under another signature
@@ -294,15 +294,18 @@ class App:
         outcome = protocol.OUTCOME_CANCELLED if cancelled else protocol.OUTCOME_NOT_CANCELLABLE
         return json_answer(200, {"request_id": job.request_id, "status": self._spell(job.status), "outcome": outcome})
 
-    def _file(self, method: str, request_id: str, headers: dict[str, str]) -> Answer:
+    def _file(self, method: str, route: tuple[str, str], headers: dict[str, str]) -> Answer:
+        request_id, name = route
         found = self.engine.get(request_id)
         if found is None or found[0].status != protocol.COMPLETED:
             return self.error(404, protocol.ERR_REQUEST_NOT_FOUND, "no such file")
-        result = self._files.get(request_id)
+        # the image (a thumbnail) is a file of its own: other bytes than the video's
+        key = request_id if name == FILE_NAME else f"{request_id}/{name}"
+        result = self._files.get(key)
         if result is None:
-            result = self._files[request_id] = ResultFile(request_id)
+            result = self._files[key] = ResultFile(key)
         with self.engine.lock:
-            self.engine.file_digests[self.file_url(request_id)] = result.sha256
+            self.engine.file_digests[self.file_url(request_id).replace(FILE_NAME, name)] = result.sha256
         size = result.size
         start, end, status = 0, size, 200
         headers_out: Headers = [

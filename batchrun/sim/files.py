@@ -13,6 +13,7 @@ from functools import lru_cache
 from importlib.resources import files
 
 FILE_NAME = "output.mp4"
+IMAGE_NAME = "output.png"  #: an output's image (a thumbnail): served with bytes of its own
 CONTENT_TYPE = "video/mp4"
 
 
