@@ -229,7 +229,7 @@ class Downloading:
                 self.store.update_output_path(other.id, str(moved))
                 self.progress.message(f"{other.key}: kept revision {other.revision}'s file as {moved.name}")
                 return None
-        if owners or _sidecar_names(dest, job.key):
+        if owners or _sidecar_names(dest, job.key, campaign=self.summary.campaign):
             return None  # this job's own earlier file: fetched again over it
         return keep_aside(dest, "kept")
 
@@ -243,7 +243,8 @@ class Downloading:
             pattern = f"{glob.escape(dest.stem)}.rev{other.revision}*{glob.escape(dest.suffix)}"
             for candidate in sorted(dest.parent.glob(pattern)):
                 if _file_matches(other, candidate):
-                    if not sidecar_path(candidate).exists() and _sidecar_names(dest, other.key, other.revision):
+                    if not sidecar_path(candidate).exists() and _sidecar_names(
+                            dest, other.key, other.revision, campaign=self.summary.campaign):
                         os.replace(sidecar_path(dest), sidecar_path(candidate))
                     self.store.update_output_path(other.id, str(candidate))
                     break
@@ -253,10 +254,12 @@ def _inside(path: str | None, folder: Path) -> bool:
     return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
 
 
-def _sidecar_names(path: Path, key: str, revision: int | None = None) -> bool:
-    """Whether the sidecar beside ``path`` says it is the file of the job ``key`` (and revision)."""
+def _sidecar_names(path: Path, key: str, revision: int | None = None, *, campaign: str) -> bool:
+    """Whether the sidecar beside ``path`` says it is the file of the job ``key`` (and revision) of
+    this campaign: keys such as ``hero-t1`` repeat across campaigns sharing an output folder."""
     document = read_sidecar(sidecar_path(path))
-    return document is not None and document.get("job_key") == key and revision in (None, document.get("revision"))
+    return (document is not None and document.get("job_key") == key and document.get("campaign") == campaign
+            and revision in (None, document.get("revision")))
 
 
 def _file_matches(job: Job, path: Path | None = None) -> bool:

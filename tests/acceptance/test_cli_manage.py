@@ -4,6 +4,7 @@ simulator over HTTP on 127.0.0.1, a real `Runner` next to them for the cancel-wh
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import subprocess
@@ -386,6 +387,20 @@ def test_an_export_beside_its_manifest_is_refused_rather_than_merged(isolated_en
     again = simulate(Path("shots-again.csv"), "--model", I2V)
     assert again["campaign"] == "shots-again" and again["counts"]["done"] == 2, again
     assert states(path)[JobState.DONE] == 2
+
+
+def test_another_campaign_in_the_same_output_folder_never_overwrites_a_video(isolated_env):
+    """Two campaigns (two manifests, two databases) writing `clip0.mp4` into one folder: the second
+    keeps the first's video aside as `clip0.kept.mp4` instead of taking a sidecar with the same
+    job key for its own file and overwriting it."""
+    first, second = manifest(isolated_env, 1, name="first"), manifest(isolated_env, 1, name="second")
+    second.write_text(second.read_text().replace("paper boat", "red kite"))
+    assert simulate(first)["counts"]["done"] == 1
+    videos = isolated_env / "videos"
+    before = hashlib.sha256((videos / "clip0.mp4").read_bytes()).hexdigest()
+    assert simulate(second)["counts"]["done"] == 1
+    assert hashlib.sha256((videos / "clip0.kept.mp4").read_bytes()).hexdigest() == before
+    assert json.loads((videos / "clip0.mp4.json").read_text())["campaign"] == "second"
 
 
 def test_jsonl_export_streams_one_object_per_job(isolated_env):
