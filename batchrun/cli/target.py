@@ -68,6 +68,12 @@ def manifest_campaign(store: Store, manifest: Path) -> CampaignRecord:
         return planned[0]
     named = [c for c in (planned or campaigns) if c.name == manifest.stem]
     if len(named) == 1:
+        other = named[0].manifest_path
+        if not planned and other and os.path.isfile(other) and not _same_file(other, absolute):
+            # a campaign of the same name that another manifest, still there, was planned from:
+            # `cancel --all` or `retry` on it would act on someone else's jobs
+            raise ConfigError(f"{manifest}: campaign `{named[0].name}` of {store.label} was planned from {other}, "
+                              "not from this file; give the campaign's name, or use that manifest")
         return named[0]
     if not campaigns:
         raise ConfigError(f"{manifest}: no campaign in {store.label} yet; run `batchrun plan {manifest}` first")
@@ -77,6 +83,13 @@ def manifest_campaign(store: Store, manifest: Path) -> CampaignRecord:
     raise ConfigError(
         f"{manifest}: cannot tell which campaign of {store.label} it is; name one of {_known(store)}"
     )
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def campaign_named(store: Store, name: str) -> CampaignRecord:

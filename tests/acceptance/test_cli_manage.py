@@ -346,7 +346,8 @@ def test_csv_export_is_a_manifest_that_reruns_the_same_jobs(isolated_env):
 
 def test_a_second_manifest_of_the_same_name_does_not_take_the_campaign_over(isolated_env):
     """Two `shots.yaml` in different folders sharing one database (the default name is the file's):
-    the second is refused in one line, and the first keeps its pending jobs and its output folder."""
+    the second is refused in one line by plan and run, and by cancel, retry and status, so the
+    first keeps its pending jobs and its output folder."""
     first, second = isolated_env / "a", isolated_env / "b"
     first.mkdir(), second.mkdir()
     one, other = manifest(first, 3), manifest(second, 2)
@@ -355,6 +356,9 @@ def test_a_second_manifest_of_the_same_name_does_not_take_the_campaign_over(isol
     one_line_error(batchrun("plan", str(other), "--db", db), str(other), "campaign `shots`",
                    f"was planned from {one}", "its own `name:`")
     one_line_error(batchrun("run", str(other), "--db", db, "--simulate"), "was planned from")
+    for command in (("cancel", "--all"), ("retry", "--failed"), ("status",)):  # nor act on the other's jobs
+        one_line_error(batchrun(command[0], str(other), *command[1:], "--db", db),
+                       f"was planned from {one}", "not from this file")
     with open_store(resolve_db_url(db, None)) as store:
         record = store.get_campaign("shots")
         counts = store.count_by_state(record.id)
