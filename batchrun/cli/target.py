@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from batchrun.domain import Job
 from batchrun.errors import ConfigError
 from batchrun.store import CampaignRecord, Store, open_store, resolve_db_url
@@ -37,10 +39,12 @@ class Target:
 
 def _sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (None for other backends or in-memory databases)."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
+    if not url.startswith("sqlite:"):
         return None
-    database = url[len(prefix):].split("?", 1)[0]
+    try:
+        database = sa.make_url(url).database
+    except sa.exc.ArgumentError:
+        return None  # not a URL: opening it says so
     return Path(database) if database and database != ":memory:" else None
 
 

@@ -44,10 +44,30 @@ def resolve_db_url(db: str | None, manifest_path: Path | None) -> str:
         if manifest_path is None:
             raise DatabaseError("no database given and no manifest to put one next to; pass --db")
         path = Path(manifest_path).absolute()
-        return f"sqlite:///{path.with_name(path.stem + '.batchrun.db')}"
+        return _sqlite_url(path.with_name(path.stem + ".batchrun.db"))
     if "://" in db:
+        if db.startswith("sqlite:") and _sqlite_database(db) in ("", ":memory:"):
+            raise DatabaseError(f"--db {db}: an in-memory database forgets every job when batchrun exits, and "
+                                "the next run would pay for them all again; give a file (--db runs.db)")
         return db
-    return f"sqlite:///{Path(db).expanduser().absolute()}"
+    if db.strip() == ":memory:":
+        raise DatabaseError("--db :memory:: an in-memory database forgets every job when batchrun exits, and "
+                            "the next run would pay for them all again; give a file (--db runs.db)")
+    return _sqlite_url(Path(db).expanduser().absolute())
+
+
+def _sqlite_database(url: str) -> str | None:
+    """The database part of a SQLite URL ("" for none); None when it is no URL at all."""
+    try:
+        return sa.make_url(url).database or ""
+    except sa.exc.ArgumentError:
+        return None
+
+
+def _sqlite_url(path: Path) -> str:
+    """The URL of a SQLite file, escaped: a `?` or `%41` in a folder name is part of the path, not
+    a query string or an escape (pasted raw, `what?/x.db` would open `what`)."""
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
 def migrations_path() -> str:

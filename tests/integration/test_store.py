@@ -36,6 +36,31 @@ def test_resolve_db_url(tmp_path: Path) -> None:
     assert resolve_db_url("rel/x.db", None) == f"sqlite:///{Path.cwd() / 'rel' / 'x.db'}"
 
 
+def test_a_question_mark_or_percent_in_a_folder_name_is_part_of_the_database_path(tmp_path: Path) -> None:
+    """`what?/demo.yaml` keeps its database at `what?/demo.batchrun.db`: the path is escaped in the
+    URL, not cut at the `?` (which opened `what`, a file in the parent folder) or decoded (`%41`)."""
+    root = tmp_path / "root"
+    for folder in ("what?", "v%41", "a b#c"):
+        (root / folder).mkdir(parents=True)
+        url = resolve_db_url(None, root / folder / "demo.yaml")
+        with open_store(url) as store:
+            assert store.get_campaign("x") is None
+        assert (root / folder / "demo.batchrun.db").is_file()
+        url = resolve_db_url(str(root / folder / "runs?.db"), None)
+        with open_store(url):
+            pass
+        assert (root / folder / "runs?.db").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["a b#c", "v%41", "what?"]
+
+
+@pytest.mark.parametrize("db", ["sqlite://", "sqlite:///:memory:", ":memory:"])
+def test_an_in_memory_database_is_refused(db: str) -> None:
+    """A database that forgets its jobs when batchrun exits would make the next run pay for every
+    job again: --db of an in-memory SQLite is a one-line error."""
+    with pytest.raises(DatabaseError, match="in-memory database forgets every job"):
+        resolve_db_url(db, None)
+
+
 def test_new_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
     """A new database (and its new directory) is readable by its owner only and uses WAL."""
     path = tmp_path / "new" / "dir" / "c.batchrun.db"
