@@ -20,7 +20,7 @@ from batchrun.catalog import ModelInfo
 from batchrun.domain import JobSpec, fingerprint
 from batchrun.errors import Location, Problem
 from batchrun.manifest import templates
-from batchrun.validation import validate_input
+from batchrun.validation import effective_input, validate_input
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]+\Z")
 MAX_PROBLEMS = 1000
@@ -143,11 +143,17 @@ class Plan:
             for c_index, combo in enumerate(matrix.combinations()):
                 variables = {k: matrix.texts[i][combo[i]] for i, k in enumerate(keys)}
                 data = dict(base)
-                for name in static_render:
-                    data[name] = templates.render_value(data[name], variables)
+                rendered: dict[str, str] = {}
                 for i in field_keys:
                     value = matrix.values[i][combo[i]]
-                    data[keys[i]] = templates.render_value(value, variables) if templates.needs_render(value) else value
+                    if templates.needs_render(value):
+                        value = templates.render_value(value, variables)
+                        if isinstance(value, str):  # `{prompt}` elsewhere means the prompt as sent
+                            rendered[keys[i]] = value
+                    data[keys[i]] = value
+                variables.update(rendered)
+                for name in static_render:
+                    data[name] = templates.render_value(data[name], variables)
                 if sink is not None:
                     if sink.full:
                         sink.truncated = True
@@ -170,7 +176,9 @@ class Plan:
                 if sink is not None:
                     assert fp is not None
                     # an invalid job's input is not compared (its problem is told); its id is still taken
-                    unique = invalid or self._check_input(source, fp, combo, seen_inputs, sink)
+                    # compared as sent: a field written out at its schema default is the same request
+                    sent = fingerprint(source.model, effective_input(source.info, data)) if source.info else fp
+                    unique = invalid or self._check_input(source, sent, combo, seen_inputs, sink)
                     if unique:
                         base_id, unique = self._check_id(source, base_id, fp, s_index, c_index, seen_ids, sink, data)
                     if invalid:

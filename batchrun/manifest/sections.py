@@ -93,10 +93,16 @@ class SectionReader(LoadContext):
                 self.problem(self.at(("matrix", key)), f"matrix.{key}",
                              f"must be a non-empty list of values (got {kind_of(values)})")
                 continue
+            empty = [j for j, v in enumerate(values) if v is None]
+            if empty:  # `- ` with nothing after it, or `~`: would reach prompts as the word "null"
+                self.problem(self.at(("matrix", key, empty[0])), f"matrix.{key}",
+                             f"item {empty[0] + 1} is empty; write a value (quote it: \"\" for an empty text)")
+                continue
+            texts = [self.written(("matrix", key, j), v) for j, v in enumerate(values)]
             matrix.keys.append(key)
             matrix.values.append(list(values))
-            matrix.texts.append([self.written(("matrix", key, j), v) for j, v in enumerate(values)])
-            matrix.slugs.append(_slugs_of(values))
+            matrix.texts.append(texts)
+            matrix.slugs.append(_slugs_of(values, texts))
         self.matrix_keys = list(matrix.keys)
         keys = matrix.keys
         matrix.locate = lambda i, j, sub: self.at(("matrix", keys[i], j, *sub))
@@ -122,7 +128,7 @@ class SectionReader(LoadContext):
                              "unless its key is an input field; write `{{` and `}}` for literal braces")
                 continue
             matrix.values[i][j] = matrix.texts[i][j] = templates.render(template, {})
-        matrix.slugs[i] = _slugs_of(matrix.values[i])
+        matrix.slugs[i] = _slugs_of(matrix.values[i], matrix.texts[i])
 
     def written(self, path: tuple[Any, ...], value: Any) -> str:
         """A matrix value's text in prompts and file names: a number as written (``9.90``, ``007``)."""
@@ -182,11 +188,11 @@ class SectionReader(LoadContext):
         return directory, template, location
 
 
-def _slugs_of(values: list[Any]) -> list[str]:
+def _slugs_of(values: list[Any], texts: list[str]) -> list[str]:
     """Slugs of one matrix key's values (from the value, not the text as written, so an id made
-    before numbers kept their written form stays the same); clashes get a short hash of the text."""
-    texts = [templates.as_text(v) for v in values]
-    slugs = [value_slug(t) for t in texts]
+    before numbers kept their written form stays the same); clashes get a short hash of the text
+    as written (so `9.90` and `9.9` still get two ids)."""
+    slugs = [value_slug(templates.as_text(v)) for v in values]
     counts: dict[str, int] = {}
     for slug in slugs:
         counts[slug] = counts.get(slug, 0) + 1

@@ -67,7 +67,10 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
 }
-_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}  # kept as the text the user wrote
+_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}
+#: control characters a string may not hold even when written as an escape: the ones YAML refuses
+#: raw (tab and line breaks are text; NEL is read as a character, see ``_STAND_INS``)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")  # kept as the text the user wrote
 
 
 class _TooBig(Exception):
@@ -231,10 +234,15 @@ class _Converter:
         if isinstance(node, ScalarNode):
             if node.tag in _PLAIN_TAGS:
                 try:
-                    return _scalar(node)
+                    value = _scalar(node)
                 except (yaml.YAMLError, ValueError, OverflowError):
                     self.problem(node, f"cannot read the value `{node.value[:40]}`")
                     return None
+                control = _CONTROL.search(value) if isinstance(value, str) else None
+                if control:  # written as an escape (`"\e[31m"`, `"\0"`): the raw byte is refused by the reader
+                    self.problem(node, f"the text holds the control character U+{ord(control.group()):04X} "
+                                       f"at character {control.start() + 1} (an escape such as \\e or \\0)")
+                return value
             if node.tag in _TEXT_TAGS:
                 return node.value
             self.problem(node, f"unsupported YAML tag `{node.tag}`; use plain strings, numbers, lists and mappings")

@@ -300,6 +300,47 @@ def test_a_written_str_tag_keeps_the_text(tmp_path: Path) -> None:
     assert [j.input["prompt"] for j in load_campaign(path).jobs()] == ["take 010", "take 9.90", "0123", "0123"]
 
 
+def test_a_templated_matrix_field_reaches_other_strings_as_sent(tmp_path: Path) -> None:
+    """`{prompt}` elsewhere (a negative prompt, the file name) is the prompt as sent, with its own
+    `{style}` filled and `{{x}}` made `{x}`, never the template as written."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        defaults: {{duration: 5, negative_prompt: "not {{prompt}}"}}
+        matrix: {{style: [noir], prompt: ["a cat, {{style}}", "a dog {{{{x}}}}, {{style}}"]}}
+        output: {{filename: "{{prompt}}.mp4"}}
+    """)
+    jobs = list(load_campaign(path).jobs())
+    assert [(j.input["prompt"], j.input["negative_prompt"], j.output_name) for j in jobs] == [
+        ("a cat, noir", "not a cat, noir", "a cat, noir.mp4"),
+        ("a dog {x}, noir", "not a dog {x}, noir", "a dog {x}, noir.mp4"),
+    ]
+
+
+def test_a_field_written_at_its_schema_default_is_the_same_request(tmp_path: Path) -> None:
+    """Two jobs that differ only by writing out schema defaults (`sound: true`, `cfg_scale: 0.5`)
+    send the same request: a duplicate, as if written alike."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs:
+          - {{prompt: X, duration: 5}}
+          - {{prompt: X, duration: 5, sound: true, aspect_ratio: "16:9", cfg_scale: 0.5}}
+    """)
+    assert lines(path) == [f"{path}:5:5: duplicate job (same model and input as line 4); "
+                           "use takes: 2 for several generations"]
+
+
+def test_numbers_that_read_the_same_get_two_ids(tmp_path: Path) -> None:
+    """`price: [9.90, 9.9]` are two prompts; their ids get told apart by a hash of the text written."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        matrix: {{price: [9.90, 9.9]}}
+        jobs: [{{id: "p-{{price}}", prompt: "costs {{price}}"}}]
+    """)
+    jobs = list(load_campaign(path).jobs())
+    assert [j.input["prompt"] for j in jobs] == ["costs 9.90", "costs 9.9"]
+    assert len({j.key for j in jobs}) == 2 and all(j.key.startswith("p-9.9-") for j in jobs)
+
+
 def test_filename_template(tmp_path: Path) -> None:
     """output.filename renders id, take, key, campaign, model and matrix variables (path-safe)."""
     path = write(tmp_path, f"""
