@@ -17,6 +17,7 @@ from typing import Any
 from batchrun.catalog import TIERS, lookup, suggest
 from batchrun.errors import ConfigError
 from batchrun.inputfiles import read_input_file
+from batchrun.validation import unique_keys
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def load_price_file(path: Path) -> PriceTable:
         raise ConfigError(f"{path}: the price file is not UTF-8 text") from None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=unique_keys)
         except ValueError as error:
             raise ConfigError(f"{path}: cannot parse the price file: {str(error).splitlines()[0]}") from None
         locate = None

@@ -430,6 +430,17 @@ _CSV_INTEGER = re.compile(r"[-+]?[0-9]+\Z")
 _CSV_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is a ValueError (JSON would keep the
+    last one silently, as YAML manifests refuse to)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
 def csv_integer(text: str) -> int | None:
     """A CSV cell's whole number (ASCII digits, an optional sign), or None."""
     stripped = text.strip()
@@ -462,9 +473,9 @@ def coerce_text(model: ModelInfo | None, field: str, text: str) -> object:
             raise ValueError(f"expected true/false/yes/no/1/0, got {show(text)}") from None
     if kind in ("array", "object"):
         try:
-            value = json.loads(stripped)
+            value = json.loads(stripped, object_pairs_hook=unique_keys)
         except (ValueError, RecursionError) as error:
-            message = getattr(error, "msg", "invalid JSON")
+            message = getattr(error, "msg", None) or (str(error) if isinstance(error, ValueError) else "invalid JSON")
             raise ValueError(f"expected JSON {_EXPECTED[kind]} ({message}), got {show(text)}") from None
         if not _type_ok(kind, value):
             raise ValueError(f"expected JSON {_EXPECTED[kind]}, got {_kind(value)}")

@@ -138,6 +138,15 @@ def test_a_mistake_in_a_price_file_is_told_at_its_line(tmp_path: Path, text: str
     assert caught.value.message.startswith(f"{path}{where}"), caught.value.message
 
 
+def test_a_json_price_file_with_a_key_twice_is_refused(tmp_path: Path) -> None:
+    """`{"pro": 0.1, "pro": 5}` would silently keep 5 (as JSON does); a YAML price file refuses
+    the same mistake, and so does a JSON one."""
+    path = tmp_path / "prices.json"
+    path.write_text('{"pro": 0.1, "pro": 5}')
+    with pytest.raises(ConfigError, match="duplicate key 'pro'"):
+        load_price_file(path)
+
+
 def test_missing_price_file(tmp_path: Path) -> None:
     """A missing price file is a ConfigError, not an OSError."""
     with pytest.raises(ConfigError, match="cannot read"):

@@ -314,6 +314,7 @@ def test_coerce_text(field: str, text: str, value: object) -> None:
         ("multi_prompt", '{"a": 1}', "expected JSON a list, got a mapping"),
         ("multi_prompt", "[" * 600 + "]" * 600, "nested more than 50 levels"),
         ("multi_prompt", "[" * 100_000 + "]" * 100_000, "expected JSON a list"),
+        ("multi_prompt", '[{"prompt": "first", "prompt": "second", "duration": 5}]', "duplicate key 'prompt'"),
     ],
 )
 def test_coerce_text_errors(field: str, text: str, needle: str) -> None:
