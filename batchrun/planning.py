@@ -150,6 +150,18 @@ def load(
     )
 
 
+def planned_elsewhere(recorded: str | None, here: str) -> bool:
+    """Whether a campaign recorded as planned from ``recorded`` belongs to another manifest file
+    than ``here``: one that still exists and is not the same file (a moved manifest, or another
+    machine's path that does not exist here, is the same campaign)."""
+    if not recorded or recorded == here or not os.path.isfile(recorded):
+        return False
+    try:
+        return not os.path.samefile(recorded, here)
+    except OSError:
+        return False
+
+
 def _check_same_manifest(campaign: Campaign, store: Store) -> None:
     """Refuse to plan a manifest into a campaign of the same name that another manifest file, still
     present, was planned from: the two would take the campaign from each other (cancelling each
@@ -158,15 +170,9 @@ def _check_same_manifest(campaign: Campaign, store: Store) -> None:
     default name. A manifest that moved (its old path is gone), or the same file reached by another
     path, or another machine's copy (a path that does not exist here) is the same campaign."""
     existing = store.get_campaign(campaign.name)
-    if existing is None or not existing.manifest_path:
-        return
-    here, there = str(campaign.manifest_path), existing.manifest_path
-    if here == there or not os.path.isfile(there):
-        return
-    try:
-        if os.path.samefile(here, there):
-            return
-    except OSError:
+    here = str(campaign.manifest_path)
+    there = existing.manifest_path if existing is not None else None
+    if not planned_elsewhere(there, here):
         return
     raise ConfigError(
         f"{here}: campaign `{campaign.name}` in {store.label} was planned from {there}, which is still there; "

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from batchrun.domain import Job
 from batchrun.errors import ConfigError
+from batchrun.planning import planned_elsewhere
 from batchrun.store import CampaignRecord, Store, open_store, resolve_db_url
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".csv", ".json")
@@ -73,7 +74,7 @@ def manifest_campaign(store: Store, manifest: Path) -> CampaignRecord:
     named = [c for c in (planned or campaigns) if c.name == manifest.stem]
     if len(named) == 1:
         other = named[0].manifest_path
-        if not planned and other and os.path.isfile(other) and not _same_file(other, absolute):
+        if not planned and planned_elsewhere(other, absolute):
             # a campaign of the same name that another manifest, still there, was planned from:
             # `cancel --all` or `retry` on it would act on someone else's jobs
             raise ConfigError(f"{manifest}: campaign `{named[0].name}` of {store.label} was planned from {other}, "
@@ -87,13 +88,6 @@ def manifest_campaign(store: Store, manifest: Path) -> CampaignRecord:
     raise ConfigError(
         f"{manifest}: cannot tell which campaign of {store.label} it is; name one of {_known(store)}"
     )
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def campaign_named(store: Store, name: str) -> CampaignRecord:

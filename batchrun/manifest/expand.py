@@ -175,9 +175,9 @@ class Plan:
                 unique = True
                 if sink is not None:
                     assert fp is not None
-                    # an invalid job's input is not compared (its problem is told); its id is still taken
                     # compared as sent: a field written out at its schema default is the same request
                     sent = fingerprint(source.model, effective_input(source.info, data)) if source.info else fp
+                    # an invalid job's input is not compared (its problem is told); its id is still taken
                     unique = invalid or self._check_input(source, sent, combo, seen_inputs, sink)
                     if unique:
                         base_id, unique = self._check_id(source, base_id, fp, s_index, c_index, seen_ids, sink, data)

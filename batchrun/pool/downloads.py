@@ -195,7 +195,8 @@ class Downloading:
                 # the same file under another URL (a second signature, a `videos` list repeating
                 # `video`): one copy is enough
                 await anyio.to_thread.run_sync(fetched.path.unlink)
-                self.store.record_event(job.id, "extra_file_skipped", {"url": url, "error": "same file as an earlier URL"})
+                self.store.record_event(job.id, "extra_file_skipped",
+                                        {"url": url, "error": "same file as an earlier URL"})
                 continue
             files.append({"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256})
         return files
