@@ -122,8 +122,11 @@ _HTML_START = re.compile(
 
 
 def _is_web_page_type(content_type: str | None) -> bool:
+    """Whether the answer is labelled as a document (a web page, JSON, XML, text), which a file
+    host sends in place of the file: `{"error": "not ready"}`, S3's `<Error>...</Error>`."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media in ("text/html", "application/xhtml+xml")
+    return (media.startswith("text/") or media in ("application/json", "application/xml")
+            or media.endswith(("+json", "+xml")))
 
 
 def _is_encoded(response: httpx.Response) -> bool:
@@ -158,7 +161,10 @@ def _refuse_blank(size: int, head: bytes, part: Path, url: str, *, page_type: bo
         _unlink(part)
         raise NotAFileError(
             "file server sent an empty body, not the file" if size == 0
-            else "file server sent a web page (HTML), not the file", url=url
+            else "file server sent a web page (HTML), not the file" if _HTML_START.match(head)
+            else f"file server sent a web page or error document ({head[:60].decode('utf-8', 'replace').strip()!r}), "
+            "not the file",
+            url=url,
         )
 
 

@@ -322,6 +322,23 @@ def test_a_video_mislabelled_text_html_is_kept(big_file: Any, tmp_path: Path, cu
     assert (tmp_path / "clip.mp4").read_bytes() == big_file.body and got.size == len(big_file.body)
 
 
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b'{"error": "file not ready"}', "application/json"),
+    (b'<?xml version="1.0"?><Error><Code>NoSuchKey</Code></Error>', "application/xml"),
+    (b"not found", "text/plain; charset=utf-8"),
+])
+def test_an_error_document_sent_with_200_is_not_saved_as_the_video(big_file: Any, tmp_path: Path, body: bytes,
+                                                                   content_type: str) -> None:
+    """A 200 carrying JSON, S3's XML <Error> or plain text is not the video: refused like a web page
+    (the job stays downloading, fetched again later), never a 26-byte `.mp4` recorded as done."""
+    from batchrun.errors import NotAFileError
+
+    big_file.body, big_file.content_type = body, content_type
+    with pytest.raises(NotAFileError, match="error document"):
+        fetch(big_file.url, tmp_path / "out" / "clip.mp4")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_text_labelled_html_that_is_no_media_file_is_refused(big_file: Any, tmp_path: Path) -> None:
     """A text/html answer without HTML tags (a bare 'Access denied') is still not a video."""
     from batchrun.errors import NotAFileError
