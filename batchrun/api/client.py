@@ -390,7 +390,9 @@ class RunComfyClient:
         # a submit goes straight to the pool, never behind polls: see the module docstring
         async with contextlib.nullcontext() if endpoint == "submit" else self._lanes:
             request = self._http.build_request(method, self._url(path), **kwargs)
-            response = await self._http.send(request, stream=True)
+            # a GET that RunComfy (or its proxy) redirects (`/result` -> `/result/`) is followed;
+            # httpx keeps the token only on the same origin. A POST or a cancel never is.
+            response = await self._http.send(request, stream=True, follow_redirects=method == "GET")
             try:
                 body = await _read_capped(response)
             finally:

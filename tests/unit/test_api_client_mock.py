@@ -855,6 +855,30 @@ def test_an_answer_that_cannot_be_decoded_is_retried_or_in_doubt_never_a_crash()
     assert rec.slept == [1, 2]
 
 
+def test_a_redirected_poll_is_followed_with_the_token_only_on_the_same_origin() -> None:
+    """`/result` answering 307 to `/result/` is followed (a completed job is not failed for an
+    'unexpected answer'); a redirect to another host gets no Authorization header."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/requests/r-1/result":
+            return httpx.Response(307, headers={"location": "/v1/requests/r-1/result/"})
+        if request.url.path == "/v1/requests/r-1/status":
+            return httpx.Response(302, headers={"location": "https://elsewhere.test/s"})
+        return ok(request_id="r-1", status="completed", output={"video": "https://cdn.test/v.mp4"})
+
+    rec = Recorder(answer)
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            report = await client.result("r-1")
+            assert report.status == "completed" and report.output_urls == ("https://cdn.test/v.mp4",)
+            await client.status("r-1")
+
+    run(main)
+    followed, elsewhere = rec.requests[1], rec.requests[3]
+    assert followed.url.path == "/v1/requests/r-1/result/" and followed.headers["authorization"] == f"Bearer {TOKEN}"
+    assert elsewhere.url.host == "elsewhere.test" and "authorization" not in elsewhere.headers
+
+
 def test_a_submit_waits_longer_for_its_answer_than_a_poll() -> None:
     """A submit still unanswered when its read timeout ends is a job in doubt (held in `submitting`),
     so a slow but working RunComfy gets 120 s to answer it; a poll keeps the client's 30 s."""
