@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import sys
 from dataclasses import dataclass, field
 
 from batchrun.errors import Location, Problem
+from batchrun.manifest.yamlnodes import CONTROL_CHARACTERS
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 #: columns whose header starts with this are not read (``_key``, ``_state``, notes ...)
 IGNORED_PREFIX = "_"
-#: control characters no cell may hold (tab and line breaks may: a quoted cell spans lines);
-#: the same ones a YAML manifest refuses, so a prompt never carries an escape code or a NUL
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 @dataclass
@@ -105,7 +102,8 @@ def read_table(text: str, path: str) -> Table:
                     continue
                 if seen.get(name) != column:
                     continue  # a duplicate column, reported at the header
-                control = _CONTROL.search(text_value)
+                # the control characters a YAML manifest refuses: a prompt never carries an escape code
+                control = CONTROL_CHARACTERS.search(text_value)
                 if control:
                     problems.append(Problem(Location(path, start, column), name,
                                             f"the cell holds the control character U+{ord(control.group()):04X} "

@@ -67,10 +67,10 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
 }
-_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}
-#: control characters a string may not hold even when written as an escape: the ones YAML refuses
-#: raw (tab and line breaks are text; NEL is read as a character, see ``_STAND_INS``)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")  # kept as the text the user wrote
+_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}  # kept as the text the user wrote
+#: control characters no manifest text may hold, even written as an escape: the ones YAML refuses
+#: raw (tab and line breaks are text; NEL is read as a character, see ``_STAND_INS``); CSV cells too
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 class _TooBig(Exception):
@@ -238,7 +238,7 @@ class _Converter:
                 except (yaml.YAMLError, ValueError, OverflowError):
                     self.problem(node, f"cannot read the value `{node.value[:40]}`")
                     return None
-                control = _CONTROL.search(value) if isinstance(value, str) else None
+                control = CONTROL_CHARACTERS.search(value) if isinstance(value, str) else None
                 if control:  # written as an escape (`"\e[31m"`, `"\0"`): the raw byte is refused by the reader
                     self.problem(node, f"the text holds the control character U+{ord(control.group()):04X} "
                                        f"at character {control.start() + 1} (an escape such as \\e or \\0)")

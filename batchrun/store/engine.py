@@ -45,14 +45,12 @@ def resolve_db_url(db: str | None, manifest_path: Path | None) -> str:
             raise DatabaseError("no database given and no manifest to put one next to; pass --db")
         path = Path(manifest_path).absolute()
         return _sqlite_url(path.with_name(path.stem + ".batchrun.db"))
-    if "://" in db:
-        if db.startswith("sqlite:") and _sqlite_database(db) in ("", ":memory:"):
-            raise DatabaseError(f"--db {db}: an in-memory database forgets every job when batchrun exits, and "
-                                "the next run would pay for them all again; give a file (--db runs.db)")
-        return db
-    if db.strip() == ":memory:":
-        raise DatabaseError("--db :memory:: an in-memory database forgets every job when batchrun exits, and "
+    in_memory = db.strip() == ":memory:" or (db.startswith("sqlite:") and _sqlite_database(db) in ("", ":memory:"))
+    if in_memory:
+        raise DatabaseError(f"--db {db}: an in-memory database forgets every job when batchrun exits, and "
                             "the next run would pay for them all again; give a file (--db runs.db)")
+    if "://" in db:
+        return db
     return _sqlite_url(Path(db).expanduser().absolute())
 
 
