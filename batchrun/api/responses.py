@@ -100,7 +100,7 @@ class UnexpectedAnswerError(PermanentApiError):
     """RunComfy gave an unexpected answer about this request (no published error code).
 
     A bare 404, a 403 or another 4xx/3xx on status, result or cancel: it may mean the id is gone,
-    or a proxy or an odd server spoke. ``status_code`` says which; poll a few more times first.
+    or a proxy or an odd server spoke. ``status_code`` says which; the pool treats it as an outage.
     """
 
 

@@ -19,12 +19,12 @@ one mixin per stage of a job's life, each in its own module::
     downloads.py  download workers, the sidecar, re-fetching done files that went missing
 """
 
-from batchrun.pool.polls import EMPTY_OUTPUT_WAITS, ODD_ANSWERS_BEFORE_FAILING, Tracked
+from batchrun.pool.polls import EMPTY_OUTPUT_WAITS, Tracked
 from batchrun.pool.runner import Runner
 from batchrun.runs import Progress, RunOptions, RunSummary, SilentProgress, UnknownSubmitPolicy, new_runner_id
 from batchrun.slots import Slots
 
 __all__ = [  # the run's values live in batchrun.runs and batchrun.slots; re-exported for callers
-    "EMPTY_OUTPUT_WAITS", "ODD_ANSWERS_BEFORE_FAILING", "Progress", "RunOptions", "RunSummary", "Runner",
+    "EMPTY_OUTPUT_WAITS", "Progress", "RunOptions", "RunSummary", "Runner",
     "SilentProgress", "Slots", "Tracked", "UnknownSubmitPolicy", "new_runner_id",
 ]

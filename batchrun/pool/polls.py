@@ -29,8 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: seconds between looks at a job reported completed without output (about a minute in all)
 EMPTY_OUTPUT_WAITS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-#: undocumented error answers to a poll in a row before the job is failed
-ODD_ANSWERS_BEFORE_FAILING = 5
 
 
 @dataclass
@@ -45,7 +43,6 @@ class Tracked:
     poll: PollState  # submitted_at (monotonic) and checks so far
     resumed: bool = False  # submitted by an earlier run: its latency is unknown
     empty_outputs: int = 0
-    odd_answers: int = 0  # undocumented error answers in a row
     via_status: bool = False  # /result refused while unfinished: check /status first
     failing_since: float | None = None  # monotonic time of the first of the failed checks in a row
 
@@ -126,21 +123,17 @@ class Polling:
             self._poll_later(tracked, error)
             return
         except PermanentApiError as error:
-            # an undocumented refusal (a bare 404, an odd 4xx): the job is paid for, so look again
-            # a few times before giving up on it, through /status from now on (API.md documents
-            # /result as answering while unfinished, but another implementation may refuse)
-            tracked.odd_answers += 1
+            # an undocumented refusal (a bare 404 or 403, an odd 4xx, an answer we cannot read):
+            # the job is paid for and only a documented code says it is gone, so this is an
+            # outage like a 5xx (an hour, then left as it is for the next run), looked at through
+            # /status from now on (API.md documents /result as answering while unfinished, but
+            # another implementation may refuse)
             tracked.via_status = True
-            if tracked.odd_answers >= ODD_ANSWERS_BEFORE_FAILING:
-                self._finish_at_runcomfy(tracked)
-                self._fail_tracked(tracked, f"{message_of(error)} ({tracked.odd_answers} times in a row)")
-            else:
-                self._poll_later(tracked, error)
+            self._poll_later(tracked, error)
             return
         except (TransientApiError, httpx.TransportError) as error:
             self._poll_later(tracked, error)
             return
-        tracked.odd_answers = 0
         tracked.failing_since = None
         self._on_report(tracked, report)
 
