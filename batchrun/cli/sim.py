@@ -22,8 +22,10 @@ from batchrun.errors import ConfigError
               "lost_submit=0.02,truncated_download=0.1,error_200=0.05.")
 @click.option("--balance", type=float, default=None, help="Account balance in USD (default: unlimited).")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible faults and latencies.")
+@click.option("--in-flight-limit", type=click.IntRange(min=1), default=None,
+              help="Answer submits 429 while this many jobs are unfinished (a concurrency limit).")
 def sim(host: str, port: int, token: str, latency: str, capacity: int, failure_rate: float, faults: str,
-        balance: float | None, seed: int | None) -> None:
+        balance: float | None, seed: int | None, in_flight_limit: int | None) -> None:
     """Serve the RunComfy Model API simulator until Ctrl-C (prints its base URL).
 
     Point batchrun at it with RUNCOMFY_BASE_URL=<url> RUNCOMFY_API_TOKEN=<token>.
@@ -39,6 +41,7 @@ def sim(host: str, port: int, token: str, latency: str, capacity: int, failure_r
             faults=Faults.parse(faults) if faults else Faults(),
             balance=balance,
             seed=seed,
+            in_flight_limit=in_flight_limit,
         )
     except ValueError as error:
         raise ConfigError(f"batchrun sim: {error}") from None

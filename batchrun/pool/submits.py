@@ -19,6 +19,7 @@ from batchrun.errors import (
     AuthError,
     InsufficientBalanceError,
     PermanentApiError,
+    RateLimitedError,
     TransientApiError,
     message_of,
 )
@@ -29,6 +30,9 @@ from batchrun.store import BudgetReachedError, StaleJobError
 
 if TYPE_CHECKING:  # pragma: no cover
     from batchrun.pool.runner import Runner
+
+#: after a 429 taken as the service's concurrency limit, seconds before the cap is probed upward
+THROTTLE_HOLD_SECONDS = 60.0
 
 
 class Submitting:
@@ -79,6 +83,20 @@ class Submitting:
             self.progress.message(
                 f"{job.key}: submit kept failing ({reason}); pausing submissions {self._cooldown:.0f}s"
             )
+
+    def _throttled(self: Runner, job: Job, error: RateLimitedError) -> None:
+        """A 429 while RunComfy runs jobs of ours: taken as a concurrency limit (none is
+        published). The job is pending again, not counted as a failed submit, and is submitted
+        again once one of ours finishes; the in-flight cap stays at what RunComfy holds."""
+        now = self.clock.monotonic()
+        in_flight = len(self._tracked)
+        if self.slots.limit_to(in_flight, now=now, hold=THROTTLE_HOLD_SECONDS):
+            self.progress.message(f"RunComfy refused a submit (429) while {in_flight} jobs are in flight: "
+                                  f"at most {self.slots.cap} at once for now, the next ones as these finish")
+        if error.retry_after is not None:
+            wait = min(float(error.retry_after), self.client.retry.retry_after_cap)
+            self._pause_until = max(self._pause_until, now + wait)
+        self.store.record_event(job.id, "submit_throttled", {"error": message_of(error), "in_flight": in_flight})
 
     def _budget_reached(self: Runner, job: Job, error: BudgetReachedError) -> None:
         """The store refused the job's submission: it would pass the budget (whoever spent it)."""
@@ -135,6 +153,9 @@ class Submitting:
             except (TransientApiError, httpx.TransportError) as error:
                 # the server answered with an error (or we never connected): nothing was created
                 self._back_to_pending(job, error)
+                if isinstance(error, RateLimitedError) and self._tracked:
+                    self._throttled(job, error)
+                    return "throttled"
                 wait = self.client.retry.decide(error, attempt, self.clock.monotonic() - started)
                 if wait is None:
                     self._deferred(job, message_of(error))
@@ -175,6 +196,7 @@ class Submitting:
             self._answer_came_too_late(job, submission.request_id, error)
             return "skipped"
         self.summary.submitted += 1
+        self.slots.accepted(now=self.clock.monotonic())
         self._moved(job, JobState.SUBMITTING, JobState.QUEUED, submission.request_id)
         now = self.clock.monotonic()
         tracked = Tracked(job.id, job.key, job.model, submission.request_id, JobState.QUEUED, PollState(now))

@@ -20,7 +20,7 @@ from batchrun import protocol
 from . import faults as faultdraw
 from .checker import check_input, input_schema
 from .config import Faults, SimConfig
-from .engine import Engine, InsufficientBalance, Job
+from .engine import Engine, InsufficientBalance, Job, TooManyInFlight
 from .files import CONTENT_TYPE, FILE_NAME, IMAGE_NAME, ResultFile, path_for
 
 Headers = list[tuple[bytes, bytes]]
@@ -230,6 +230,8 @@ class App:
             job = self.engine.submit(model_id, digest)
         except InsufficientBalance:
             return self.error(400, protocol.ERR_INSUFFICIENT_BALANCE, "insufficient balance")
+        except TooManyInFlight:
+            return self.error(429, None, "too many requests in flight")
         if faultdraw.draw_late(self.faults, "lost_submit", self.engine.rng):
             self.engine.count_fault("lost_submit")
             return ABORT

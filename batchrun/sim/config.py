@@ -138,10 +138,15 @@ class SimConfig:
     thumbnail_output: bool = False  # outputs also list `images: [<the job's .png URL>]`, a file that is served
     repeated_video_url: bool = False  # outputs also list the video under `videos` with another query string
     empty_cancel_answers: bool = False  # a cancel answers 204 with no body (it still cancels a queued job)
+    #: submits answer 429 (no code, no Retry-After) while this many jobs are unfinished, as a
+    #: service that enforces a concurrency limit with 429 may
+    in_flight_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if self.in_flight_limit is not None and self.in_flight_limit < 1:
+            raise ValueError("in_flight_limit must be at least 1")
         if self.balance is not None and not (math.isfinite(self.balance) and self.balance >= 0):
             raise ValueError(f"balance must be a number of USD >= 0 (got {self.balance})")
         if self.queue_delay < 0:

@@ -84,6 +84,10 @@ class InsufficientBalance(Exception):
     """The account cannot pay for another job."""
 
 
+class TooManyInFlight(Exception):
+    """The account has ``in_flight_limit`` unfinished jobs already."""
+
+
 def sample_latency(latency: Latency, rng: random.Random) -> float:
     if latency.kind == "manual":
         return math.inf
@@ -189,10 +193,14 @@ class Engine:
             self.faults[kind] += 1
 
     def submit(self, model_id: str, input_digest: str) -> Job:
-        """Create a job (raises InsufficientBalance when the account cannot pay for it)."""
+        """Create a job (raises InsufficientBalance when the account cannot pay for it,
+        TooManyInFlight when it has ``in_flight_limit`` unfinished jobs)."""
         with self.lock:
             now = self.now()
             self._advance(now)
+            limit = self.config.in_flight_limit
+            if limit is not None and self._unfinished() >= limit:
+                raise TooManyInFlight()
             if self.balance is not None:
                 if self.balance < PRICE_PER_JOB_USD - 1e-9:
                     raise InsufficientBalance()

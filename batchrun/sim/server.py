@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--balance", type=float, default=None)
     parser.add_argument("--file-host", default=SimConfig.file_host)
     parser.add_argument("--status-variant", choices=("standard", "alt"), default="standard")
+    parser.add_argument("--in-flight-limit", type=int, default=None,
+                        help="answer submits 429 while this many jobs are unfinished")
     return parser
 
 
@@ -213,5 +215,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         balance=args.balance,
         file_host=args.file_host,
         status_variant=args.status_variant,
+        in_flight_limit=args.in_flight_limit,
     )
     serve_forever(config, args.host, args.port)

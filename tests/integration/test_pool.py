@@ -488,6 +488,24 @@ def test_a_refused_submit_is_posted_again_after_the_wait_and_charged_once(campai
     assert campaign.store.committed_cost(campaign.report.campaign_id) == pytest.approx(6 * per_job)
 
 
+def test_a_429_while_jobs_run_is_a_concurrency_limit_not_a_failed_submit(campaign_factory, make_simulator):
+    """A service that caps jobs in flight with 429 (none is published): the run keeps as many in
+    flight as it accepts and submits the rest as those finish, instead of retrying each refused
+    job until it is given up; every job is done in one run and paid for once."""
+    simulator = make_simulator(in_flight_limit=3)
+    campaign = campaign_factory(12)
+    progress = _Messages()
+    patient = RetryPolicy(max_attempts=2, base=0.001, cap=0.001, max_elapsed=1, retry_after_cap=0.001)
+    summary = campaign.run(simulator, retry=patient, progress=progress, concurrency=8)
+    assert summary.exit_code == 0 and summary.counts[JobState.DONE] == 12
+    stats = simulator.stats()
+    assert stats.jobs_created == 12 and max(stats.submissions_by_input.values()) == 1
+    assert stats.requests["submit"] - stats.jobs_created < 8  # refused only while learning the limit
+    assert any("at most" in text and "429" in text for text in progress.texts)
+    throttled = [e for job in campaign.jobs() for e in campaign.store.history(job.id) if e.kind == "submit_throttled"]
+    assert throttled and all(e.detail["in_flight"] >= 1 for e in throttled)
+
+
 @pytest.mark.parametrize("blank", ["html", "empty"])
 def test_a_blank_answer_from_the_file_host_is_never_a_done_job(campaign_factory, make_simulator, blank):
     """A 200 carrying a web page or nothing is not the video: no file is written, the job stays
