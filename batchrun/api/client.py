@@ -307,12 +307,12 @@ class RunComfyClient:
 
     async def status(self, request_id: str) -> StatusReport:
         """A job's status (and queue position while queued)."""
-        data = await self._call("status", "GET", protocol.status_path(_quote_id(request_id)))
+        data = await self._call("status", "GET", protocol.status_path(_quote_id(request_id)), about=request_id)
         return parse_status(data, request_id, base_url=self.base_url)
 
     async def result(self, request_id: str) -> ResultReport:
         """A job's status and, once completed, its output URLs; the cheap way to poll."""
-        data = await self._call("result", "GET", protocol.result_path(_quote_id(request_id)))
+        data = await self._call("result", "GET", protocol.result_path(_quote_id(request_id)), about=request_id)
         return parse_result(data, request_id, base_url=self.base_url)
 
     async def cancel(self, request_id: str) -> CancelReport:
@@ -354,9 +354,11 @@ class RunComfyClient:
             if isinstance(value, str | Mapping | list | tuple):
                 setattr(error, name, redact_value(value, self._token))
 
-    async def _call(self, endpoint: str, method: str, path: str, *, empty_ok: bool = False) -> Any:
+    async def _call(self, endpoint: str, method: str, path: str, *, empty_ok: bool = False,
+                    about: str | None = None) -> Any:
         """An idempotent request: retried on every transient failure; returns the decoded JSON
-        (with ``empty_ok``, an empty object for a 2xx with an empty body)."""
+        (with ``empty_ok``, an empty object for a 2xx with an empty body). ``about``: the request
+        id a status or result check asks about."""
 
         async def attempt() -> Any:
             try:
@@ -369,7 +371,7 @@ class RunComfyClient:
             problem = classify_error(
                 response.status_code, response.headers, body, secret=self._token, poll=True
             )
-            if problem is not None and not _tells_a_finished_job(endpoint, response, data, problem):
+            if problem is not None and not _tells_a_finished_job(endpoint, response, data, problem, about):
                 raise problem
             if empty_ok and response.is_success and not response.content.strip():
                 return {}
@@ -421,17 +423,18 @@ class RunComfyClient:
         return redact(" ".join(text.split()), self._token)
 
 
-def _tells_a_finished_job(endpoint: str, response: httpx.Response, data: Any, problem: BaseException) -> bool:
-    """Whether a 2xx status/result answer whose ``error_code`` marks it as an error still says
-    the job ended (``{"status": "failed", "error_code": 500001, ...}``): that is the job's own
-    outcome, to be recorded, not a failed request to retry. A refused token is never that."""
-    return (
-        endpoint in ("status", "result")
-        and response.is_success
-        and not isinstance(problem, AuthError)
-        and isinstance(data, Mapping)
-        and known_status(data.get("status")) in TERMINAL
-    )
+def _tells_a_finished_job(endpoint: str, response: httpx.Response, data: Any, problem: BaseException,
+                          request_id: str | None) -> bool:
+    """Whether a status/result answer marked as an error still says the job ended: a 2xx with an
+    ``error_code`` (``{"status": "failed", "error_code": 500001, ...}``), or an error status
+    (a 500 for a failed job) whose body names this very request. That is the job's own outcome,
+    to be recorded, not a failed request to retry; a gateway's ``{"status": "error"}`` or a body
+    about no request is never that, and neither is a refused token."""
+    if endpoint not in ("status", "result") or isinstance(problem, AuthError) or not isinstance(data, Mapping):
+        return False
+    if known_status(data.get("status")) not in TERMINAL:
+        return False
+    return response.is_success or (request_id is not None and data.get("request_id") == request_id)
 
 
 def _quote_id(request_id: str) -> str:

@@ -904,3 +904,33 @@ def test_a_base_url_that_would_send_every_request_astray_is_refused(base: str, s
     a one-line ConfigError before anything is sent."""
     with pytest.raises(ConfigError, match=says.replace("?", "")):
         RunComfyClient(base, TOKEN)
+
+
+@pytest.mark.parametrize("status_code", [500, 502, 404])
+def test_a_failed_job_told_with_an_error_status_is_the_jobs_outcome(status_code: int) -> None:
+    """A server that answers a failed job's /result with an error status but a body about this
+    very request ({"request_id": ..., "status": "failed"}) has told the outcome: no retry."""
+    rec = Recorder(httpx.Response(status_code, json={"request_id": "r-9", "status": "failed",
+                                                     "error_message": "content policy"}))
+
+    async def main() -> object:
+        async with client_for(rec) as client:
+            return await client.result("r-9")
+
+    report = run(main)
+    assert report.status == "failed" and "content policy" in report.error  # type: ignore[attr-defined]
+    assert len(rec.requests) == 1 and rec.slept == []
+
+
+def test_an_error_status_whose_body_is_about_no_request_is_still_retried() -> None:
+    """A gateway's 502 `{"status": "failed"}` without this request's id is not the job's outcome."""
+    rec = Recorder(httpx.Response(502, json={"status": "failed", "message": "upstream"}),
+                   httpx.Response(502, json={"request_id": "other", "status": "failed"}),
+                   ok(request_id="r-9", status="in_progress"))
+
+    async def main() -> object:
+        async with client_for(rec) as client:
+            return await client.result("r-9")
+
+    report = run(main)
+    assert report.status == "running" and len(rec.requests) == 3  # type: ignore[attr-defined]
