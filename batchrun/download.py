@@ -11,7 +11,11 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
 - streams to ``<dest>.part`` block by block as the socket delivers them, computing sha256
   (memory stays flat; bytes received before a break are kept for the resume);
 - resumes a ``.part`` left by an earlier attempt with ``Range: bytes=<size>-`` (re-hashing the
-  part first); a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
+  part first), but only a part of the same ``source`` (the caller's name for the file: a job's
+  request and file number), which ``<dest>.part.json`` records with the file's validator (a
+  strong ``ETag``, else ``Last-Modified``): a part of anything else is dropped, the validator is
+  sent as ``If-Range`` and a ``206`` with another ``ETag`` starts over, so bytes of two files are
+  never spliced; a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
   a ``206`` is taken whenever its ``Content-Range`` starts at the bytes already held (0 when no
   Range was sent; a 206 to a plain GET without ``Content-Range`` is read like a 200), and a 206
   to a plain GET that starts elsewhere is refused (asking again would get the same answer); a
@@ -28,7 +32,7 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
   video merely mislabelled ``text/html`` is kept;
 - fsyncs the file, ``os.replace``\\ s it onto ``dest`` and fsyncs the directory.
 
-A permanent failure never leaves a ``.part`` behind. A transient failure that outlives the retry
+A permanent failure never leaves a ``.part`` (or its ``.part.json``) behind. A transient failure that outlives the retry
 policy leaves the ``.part`` in place on purpose, so the next ``fetch`` of the same ``dest``
 resumes it. Two concurrent fetches to the same ``dest`` are the caller's mistake.
 """
@@ -36,6 +40,7 @@ resumes it. Two concurrent fetches to the same ``dest`` are the caller's mistake
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -158,7 +163,7 @@ def _refuse_blank(size: int, head: bytes, part: Path, url: str, *, page_type: bo
     that starts like HTML, or one declared ``text/html`` that does not start like a binary file
     (a video mislabelled ``text/html`` by its host is kept)."""
     if size == 0 or _HTML_START.match(head) or (page_type and not _looks_like_media(head)):
-        _unlink(part)
+        _drop_part(part)
         raise NotAFileError(
             "file server sent an empty body, not the file" if size == 0
             else "file server sent a web page (HTML), not the file" if _HTML_START.match(head)
@@ -170,6 +175,45 @@ def _refuse_blank(size: int, head: bytes, part: Path, url: str, *, page_type: bo
 
 def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
+
+
+def _origin_path(part: Path) -> Path:
+    """Where a part's source and validator are recorded (``.part.json``: no output can be named
+    that, ``.part`` being reserved)."""
+    return part.with_name(part.name + ".json")
+
+
+def _drop_part(part: Path) -> None:
+    _unlink(part)
+    _unlink(_origin_path(part))
+
+
+def _recorded_origin(part: Path) -> dict[str, Any] | None:
+    """What ``_record_origin`` wrote for this part, or None (none, unreadable, or not ours)."""
+    try:
+        origin = json.loads(_origin_path(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return origin if isinstance(origin, dict) and isinstance(origin.get("source"), str) else None
+
+
+def _record_origin(part: Path, source: str, response: httpx.Response) -> None:
+    _origin_path(part).write_text(json.dumps({"source": source, "validator": _validator(response)}),
+                                  encoding="utf-8")
+
+
+def _validator(response: httpx.Response) -> str | None:
+    """What identifies this version of the file for ``If-Range``: a strong ETag, else the
+    Last-Modified date (a weak ETag cannot be used there)."""
+    etag = response.headers.get("etag", "").strip()
+    if etag.startswith('"'):
+        return etag
+    return response.headers.get("last-modified") or None
+
+
+def default_source(url: str) -> str:
+    """A file's name when the caller gives none: its URL without the query (a signature)."""
+    return str(httpx.URL(url).copy_with(query=None, fragment=None))
 
 
 def _unlink(path: Path) -> None:
@@ -260,17 +304,20 @@ class Downloader:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def fetch(self, url: str, dest: Path | str) -> DownloadedFile:
-        """Download ``url`` to ``dest`` atomically, resuming and retrying transient failures."""
+    async def fetch(self, url: str, dest: Path | str, *, source: str | None = None) -> DownloadedFile:
+        """Download ``url`` to ``dest`` atomically, resuming and retrying transient failures.
+        ``source`` names the file whatever its URL (a refreshed signature is the same file): a
+        ``.part`` of another source is never resumed. Default: the URL without its query."""
         dest = Path(dest)
         part = _part_path(dest)
         try:
             check_url(url)
+            source = source if source is not None else default_source(url)
             async for trying in self.retry.retrying(sleep=self._sleep, rng=self._rng):
                 with trying:
-                    return await self._attempt(url, dest, part)
+                    return await self._attempt(url, dest, part, source)
         except PermanentDownloadError:
-            _unlink(part)
+            _drop_part(part)
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -291,10 +338,17 @@ class Downloader:
             current = check_url(current.join(location))
         raise PermanentDownloadError(f"more than {MAX_REDIRECTS} redirects", url=url)
 
-    async def _attempt(self, url: str, dest: Path, part: Path) -> DownloadedFile:
+    async def _attempt(self, url: str, dest: Path, part: Path, source: str) -> DownloadedFile:
         dest.parent.mkdir(parents=True, exist_ok=True)
         existing = part.stat().st_size if part.exists() else 0
+        origin = _recorded_origin(part) if existing else None
+        if existing and (origin is None or origin["source"] != source):
+            _drop_part(part)  # another file's bytes (another job, revision or campaign): never spliced
+            existing, origin = 0, None
         headers = {"Range": f"bytes={existing}-"} if existing else {}
+        validator = origin.get("validator") if origin else None
+        if existing and isinstance(validator, str) and validator:
+            headers["If-Range"] = validator  # the rest only if the file is still the one we hold
         try:
             response = await self._open(url, headers)
             try:
@@ -308,10 +362,10 @@ class Downloader:
                     # compressed file (RFC 9110, 14.1.2), which does not continue the decoded
                     # bytes held: start again from nothing
                     await response.aclose()
-                    _unlink(part)
+                    _drop_part(part)
                     existing = 0
                     response = await self._open(url, {})
-                return await self._receive(response, url, dest, part, existing)
+                return await self._receive(response, url, dest, part, existing, source, validator)
             finally:
                 await response.aclose()
         except httpx.TransportError as error:
@@ -326,16 +380,18 @@ class Downloader:
     ) -> DownloadedFile:
         size, digest, head = await anyio.to_thread.run_sync(_hash_existing, part)
         if size > self.max_bytes:
-            _unlink(part)
+            _drop_part(part)
             raise PermanentDownloadError(f"file exceeds the {self.max_bytes}-byte limit", url=url)
         _refuse_blank(size, head, part, url)
         await anyio.to_thread.run_sync(_fsync_file, part)
         os.replace(part, dest)
+        _unlink(_origin_path(part))
         await anyio.to_thread.run_sync(fsync_dir, dest.parent)
         return DownloadedFile(path=dest, size=size, sha256=digest.hexdigest(), url=url, content_type=None)
 
     async def _receive(
-        self, response: httpx.Response, url: str, dest: Path, part: Path, existing: int
+        self, response: httpx.Response, url: str, dest: Path, part: Path, existing: int, source: str,
+        validator: str | None = None,
     ) -> DownloadedFile:
         status = response.status_code
         if status in (404, 410):
@@ -363,8 +419,14 @@ class Downloader:
                         url=url,
                     )
                 # a range we did not ask for: throw the part away and let the retry start over
-                _unlink(part)
+                _drop_part(part)
                 raise TransientDownloadError("server sent an unexpected range; starting over", url=url)
+            now = _validator(response)
+            if existing and validator and now and validator.startswith('"') and now != validator:
+                # a server that ignored If-Range: the rest of another version of the file
+                _drop_part(part)
+                raise TransientDownloadError("the file changed on the server since the partial download; "
+                                             "starting over", url=url)
             start = existing
             expected = None if match.group(3) == "*" else int(match.group(3))
             if expected is None:  # total unknown: at least the announced slice must arrive
@@ -374,7 +436,7 @@ class Downloader:
             if length is not None and length.strip().isdigit() and not encoded:
                 expected = int(length)
         if expected is not None and expected > self.max_bytes:
-            _unlink(part)
+            _drop_part(part)
             raise PermanentDownloadError(
                 f"file is {expected} bytes, over the {self.max_bytes}-byte limit", url=url
             )
@@ -382,12 +444,13 @@ class Downloader:
         if start:
             size, digest, part_head = await anyio.to_thread.run_sync(_hash_existing, part)
             if size != start:  # the part changed under us
-                _unlink(part)
+                _drop_part(part)
                 raise TransientDownloadError("partial file changed; starting over", url=url)
             mode = "ab"
         else:
             size, digest = 0, hashlib.sha256()
             mode = "wb"
+            _record_origin(part, source, response)
 
         size, head = await self._stream_to_part(response, url, part, mode, size, digest)
         if start:
@@ -395,12 +458,13 @@ class Downloader:
         if expected is None and range_end is not None and size < range_end:
             raise TransientDownloadError(f"truncated download: got {size} of {range_end} bytes", url=url)
         if expected is not None and size > expected:
-            _unlink(part)
+            _drop_part(part)
             raise TransientDownloadError(f"got {size} bytes, more than the {expected} announced", url=url)
         if expected is not None and size != expected:
             raise TransientDownloadError(f"truncated download: got {size} of {expected} bytes", url=url)
         _refuse_blank(size, head, part, url, page_type=page_type)
         os.replace(part, dest)
+        _unlink(_origin_path(part))
         await anyio.to_thread.run_sync(fsync_dir, dest.parent)
         return DownloadedFile(
             path=dest,
@@ -465,7 +529,7 @@ class Downloader:
                 await anyio.to_thread.run_sync(os.fsync, handle.fileno())
         if failures:
             if any(isinstance(failure, PermanentDownloadError) for failure in failures):
-                _unlink(part)
+                _drop_part(part)
             raise failures[0]
         return total, head
 

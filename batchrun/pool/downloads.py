@@ -177,7 +177,10 @@ class Downloading:
         for index, (url, dest) in enumerate(zip(urls, destinations(self.output_dir, job.output_name, urls), strict=True)):
             kept = self._make_room(job, dest)
             try:
-                fetched = await self.downloader.fetch(url, dest)
+                # the request, not the URL, names the file: a refreshed signature resumes the same
+                # `.part`, another job's or revision's `.part` under this name is never continued
+                source = f"campaign {self.campaign_id} job {job.key} request {job.request_id} file {index}"
+                fetched = await self.downloader.fetch(url, dest, source=source)
             except PermanentDownloadError as error:
                 if index == 0:
                     raise

@@ -114,6 +114,24 @@ def test_every_job_ends_with_its_verified_file_and_sidecar(campaign_factory, mak
     assert not list(campaign.output_dir.rglob("*.part"))
 
 
+def test_a_partial_download_of_something_else_is_never_spliced_into_a_video(campaign_factory, make_simulator):
+    """A `.part` under a job's file name that this job did not start (another campaign's in a
+    shared folder, an older revision's, an older batchrun's) is thrown away, not resumed: every
+    video is byte-identical to what RunComfy served."""
+    simulator = make_simulator()
+    campaign = campaign_factory(2)
+    campaign.output_dir.mkdir(parents=True, exist_ok=True)
+    (campaign.output_dir / "shot000.mp4.part").write_bytes(b"FOREIGN!")
+    (campaign.output_dir / "shot001.mp4.part").write_bytes(b"ELSEWHERE")
+    (campaign.output_dir / "shot001.mp4.part.json").write_text('{"source": "campaign 9 job x request r file 0"}')
+    assert campaign.run(simulator).exit_code == 0
+    served = simulator.served_files()
+    for job in campaign.jobs():
+        assert hashlib.sha256(Path(job.output_path).read_bytes()).hexdigest() == served[job.result_urls[0]]
+    assert sorted(p.name for p in campaign.output_dir.iterdir()) == [
+        "shot000.mp4", "shot000.mp4.json", "shot001.mp4", "shot001.mp4.json"]
+
+
 def test_in_flight_cap_is_never_exceeded_at_runcomfy(campaign_factory, make_simulator):
     """At most --concurrency jobs are submitted-and-unfinished at RunComfy, as the server sees it."""
     simulator = make_simulator()

@@ -362,6 +362,13 @@ def test_downloads_carry_no_authorization(tmp_path: Path) -> None:
 # --- the downloader on odd file-host answers -------------------------------------------------
 
 
+def left_part(dest: Path, data: bytes, *, source: str = "https://cdn.test/clip.mp4",
+              validator: str | None = None) -> None:
+    """A `.part` an earlier fetch of ``source`` left behind, with its record."""
+    dest.with_name(dest.name + ".part").write_bytes(data)
+    dest.with_name(dest.name + ".part.json").write_text(json.dumps({"source": source, "validator": validator}))
+
+
 def download(handler: Handler, dest: Path, **kw: object) -> object:
     async def noop(_: float) -> None:
         return None
@@ -376,7 +383,7 @@ def download(handler: Handler, dest: Path, **kw: object) -> object:
 def test_resume_answered_with_200_starts_over(tmp_path: Path) -> None:
     """A file host that ignores Range still yields a byte-exact file (the stale part is replaced)."""
     dest = tmp_path / "clip.mp4"
-    dest.with_name("clip.mp4.part").write_bytes(b"GARBAGE")
+    left_part(dest, b"GARBAGE")
     ranges: list[str | None] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -393,7 +400,7 @@ def test_resume_with_206_appends_and_hashes_the_whole_file(tmp_path: Path) -> No
     import hashlib
 
     dest = tmp_path / "clip.mp4"
-    dest.with_name("clip.mp4.part").write_bytes(b"01234")
+    left_part(dest, b"01234")
 
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["range"] == "bytes=5-"
@@ -407,7 +414,7 @@ def test_resume_with_206_appends_and_hashes_the_whole_file(tmp_path: Path) -> No
 def test_unexpected_content_range_starts_over(tmp_path: Path) -> None:
     """A 206 for the wrong range is never spliced onto the part."""
     dest = tmp_path / "clip.mp4"
-    dest.with_name("clip.mp4.part").write_bytes(b"01234")
+    left_part(dest, b"01234")
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.headers.get("range"):
@@ -427,7 +434,7 @@ def test_a_compressed_slice_is_never_spliced_onto_decoded_bytes(tmp_path: Path) 
     full = random.Random(7).randbytes(10_000)  # incompressible: the gzip is longer than 1,000 bytes
     packed = gzip.compress(full)
     dest = tmp_path / "clip.mp4"
-    dest.with_name("clip.mp4.part").write_bytes(full[:1000])  # an earlier answer, decoded by httpx
+    left_part(dest, full[:1000])  # an earlier answer, decoded by httpx
     asked: list[str | None] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -441,6 +448,64 @@ def test_a_compressed_slice_is_never_spliced_onto_decoded_bytes(tmp_path: Path) 
     got = download(handler, dest)
     assert asked == ["bytes=1000-", None]
     assert dest.read_bytes() == full and got.size == len(full)  # type: ignore[attr-defined]
+
+
+def test_a_part_left_by_another_file_is_never_continued(tmp_path: Path) -> None:
+    """A `.part` under this name from another source (another job, revision or campaign in the
+    same folder), or one without its record (an older batchrun), is dropped, not resumed."""
+    for name, record in (("a.mp4", "https://cdn.test/other.mp4"), ("b.mp4", None)):
+        dest = tmp_path / name
+        if record:
+            left_part(dest, b"OTHER", source=record)
+        else:
+            dest.with_name(name + ".part").write_bytes(b"OTHER")
+        asked: list[str | None] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            asked.append(request.headers.get("range"))
+            if request.headers.get("range"):
+                return httpx.Response(206, headers={"Content-Range": "bytes 5-9/10"}, content=b"56789")
+            return httpx.Response(200, content=b"0123456789")
+
+        download(handler, dest)
+        assert asked == [None] and dest.read_bytes() == b"0123456789"
+        assert sorted(p.name for p in tmp_path.glob(name + "*")) == [name]
+
+
+def test_a_resume_asks_for_the_rest_of_the_same_version_only(tmp_path: Path) -> None:
+    """The validator recorded with the part is sent as If-Range; a 206 of another version (a
+    server that ignores If-Range) starts over instead of splicing two files."""
+    dest = tmp_path / "clip.mp4"
+    left_part(dest, b"01234", validator='"v1"')
+    seen: list[tuple[str | None, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.headers.get("range"), request.headers.get("if-range")))
+        if request.headers.get("range"):
+            return httpx.Response(206, headers={"Content-Range": "bytes 5-9/10", "ETag": '"v2"'}, content=b"vwxyz")
+        return httpx.Response(200, headers={"ETag": '"v2"'}, content=b"ABCDEvwxyz")
+
+    download(handler, dest)
+    assert seen == [("bytes=5-", '"v1"'), (None, None)]
+    assert dest.read_bytes() == b"ABCDEvwxyz"
+    assert not dest.with_name("clip.mp4.part.json").exists()
+
+
+def test_a_refreshed_signature_resumes_the_same_source(tmp_path: Path) -> None:
+    """The caller's `source` names the file, not the URL: a new signature continues the part."""
+    dest = tmp_path / "clip.mp4"
+    left_part(dest, b"01234", source="job 7 file 0")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["range"] == "bytes=5-"
+        return httpx.Response(206, headers={"Content-Range": "bytes 5-9/10"}, content=b"56789")
+
+    async def main() -> object:
+        async with Downloader(transport=httpx.MockTransport(handler), retry=POLICY) as d:
+            return await d.fetch("https://cdn.test/clip.mp4?sig=new", dest, source="job 7 file 0")
+
+    anyio.run(main)
+    assert dest.read_bytes() == b"0123456789"
 
 
 def test_announced_size_over_the_cap_is_refused_before_streaming(tmp_path: Path) -> None:
@@ -640,7 +705,7 @@ def test_206_to_a_plain_get_is_accepted(tmp_path: Path) -> None:
 def test_206_resume_from_a_full_restart_is_accepted(tmp_path: Path) -> None:
     """An empty .part is resumed by a 206 that starts at byte 0."""
     dest = tmp_path / "clip.mp4"
-    dest.with_name("clip.mp4.part").write_bytes(b"")
+    left_part(dest, b"")
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(206, headers={"Content-Range": "bytes 0-4/5"}, content=b"01234")
