@@ -191,9 +191,7 @@ class Downloading:
                 if await anyio.to_thread.run_sync(verify_file, kept, fetched.size, fetched.sha256):
                     kept.unlink()  # this job's own download after all: no copy to keep
                 else:
-                    self.store.record_event(job.id, "file_kept_aside", {"path": str(kept)})
-                    self.progress.message(f"{job.key}: {dest.name} was already there (no job's file); "
-                                          f"kept it as {kept.name}")
+                    self._kept_aside(job, dest, kept)
             if index and any(f["sha256"] == fetched.sha256 for f in files):
                 # the same file under another URL (a second signature, a `videos` list repeating
                 # `video`): one copy is enough
@@ -203,6 +201,18 @@ class Downloading:
                 continue
             files.append({"path": str(fetched.path), "url": url, "size": fetched.size, "sha256": fetched.sha256})
         return files
+
+    def _kept_aside(self: Runner, job: Job, dest: Path, kept: Path) -> None:
+        owner = (read_sidecar(sidecar_path(kept)) or {}).get("campaign")
+        self.store.record_event(job.id, "file_kept_aside", {"path": str(kept), "campaign": owner})
+        if isinstance(owner, str) and owner != self.summary.campaign:
+            # two campaigns that write the same names into one folder take each file from the
+            # other on every run: say so, once per file, with the way out
+            self.progress.message(f"{job.key}: {dest.name} was campaign `{owner}`'s file (its sidecar says so), "
+                                  f"kept it as {kept.name}; campaigns sharing {dest.parent} must not use the same "
+                                  "file names: give each its own output.dir")
+            return
+        self.progress.message(f"{job.key}: {dest.name} was already there (no job's file); kept it as {kept.name}")
 
     async def _fresh_urls(self: Runner, job: Job) -> tuple[str, ...]:
         """The job's output URLs as RunComfy gives them now, when they differ from the refused ones."""
