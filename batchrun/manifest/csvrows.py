@@ -1,7 +1,9 @@
 """CSV manifests: one job per row, each cell typed by the schema of its column's field.
 
 Pure (takes text). Headers are stripped; an empty cell means "not set"; duplicate headers and
-rows with more cells than headers are problems located at ``file:line:column``. Columns whose
+rows with more cells than headers are problems located at ``file:line:column``. Cells are
+separated by commas, or by semicolons or tabs when the header row holds one of those and no
+comma (what a spreadsheet saves as "CSV" where the decimal mark is a comma). Columns whose
 name starts with ``_`` are ignored (notes, or the metadata columns of ``batchrun export``).
 """
 
@@ -50,7 +52,7 @@ def read_table(text: str, path: str) -> Table:
     table = Table(path=path, headers=[], header_columns={}, rows=[], problems=problems)
     # strict: a quote left open or a stray quote in a quoted cell is an error, not a silent repair
     # (an open quote used to swallow every later row into one cell)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter_of(text), strict=True)
     start = 1
     try:
         header_row: list[str] | None = None
@@ -63,10 +65,19 @@ def read_table(text: str, path: str) -> Table:
                 return table
             if any(cell.strip() for cell in candidate):
                 header_row, header_line = candidate, start
+        # a second byte order mark (a file saved twice with one) is not part of the first name
         headers = [cell.strip() for cell in header_row]
+        if headers:
+            headers[0] = headers[0].lstrip("\ufeff").strip()
         seen: dict[str, int] = {}
         for column, name in enumerate(headers, start=1):
             if not name or name.startswith(IGNORED_PREFIX):
+                continue
+            control = CONTROL_CHARACTERS.search(name)
+            if control:  # invisible in the error that names the column: say where it is instead
+                problems.append(Problem(Location(path, header_line, column), "",
+                                        f"the header of column {column} holds the control character "
+                                        f"U+{ord(control.group()):04X} at character {control.start() + 1}"))
                 continue
             if name in seen:
                 problems.append(Problem(Location(path, header_line, column), name,
@@ -114,6 +125,16 @@ def read_table(text: str, path: str) -> Table:
     except csv.Error as error:
         problems.append(Problem(Location(path, start, None), "", _csv_error(str(error))))
     return table
+
+
+def delimiter_of(text: str) -> str:
+    """``,``; or ``;`` / tab when the first non-blank line holds one of those and no comma."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "," not in first:
+        for candidate in (";", "\t"):
+            if candidate in first:
+                return candidate
+    return ","
 
 
 def _csv_error(message: str) -> str:

@@ -51,6 +51,37 @@ def test_bom_and_stripped_headers(tmp_path: Path) -> None:
     assert job.input == {"prompt": "hello", "duration": 4}
 
 
+def test_a_doubled_bom_is_not_part_of_the_first_header(tmp_path: Path) -> None:
+    """A file saved twice with a BOM (two U+FEFF) still has a `prompt` column."""
+    path = csv_file(tmp_path, "\ufeff\ufeffprompt,duration\nhello,4\n".encode("utf-8"))
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": "hello", "duration": 4}
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_semicolon_and_tab_separated_files_are_read(tmp_path: Path, separator: str) -> None:
+    """What a spreadsheet saves as CSV where the decimal mark is a comma (`;`), or a TSV: a header
+    row without a comma but with that separator decides it; a comma in a cell is then text."""
+    text = separator.join(["prompt", "duration"]) + "\n" + separator.join(["a cat, at night", "4"]) + "\n"
+    (job,) = load_campaign(csv_file(tmp_path, text), model=T2V).jobs()
+    assert job.input == {"prompt": "a cat, at night", "duration": 4}
+
+
+def test_a_comma_in_the_header_keeps_commas_as_the_separator(tmp_path: Path) -> None:
+    """A semicolon in a cell of a comma-separated file is text, as before."""
+    path = csv_file(tmp_path, "prompt,duration\n\"a cat; a dog\",4\n")
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": "a cat; a dog", "duration": 4}
+
+
+def test_a_control_character_in_a_header_is_located(tmp_path: Path) -> None:
+    """An invisible control character in a column name is named at its column, not reported as
+    an unknown field that looks like a known one."""
+    path = csv_file(tmp_path, "prompt,dur\x01ation\nhello,4\n")
+    problems = lines(path, model=T2V)
+    assert problems == [f"{path}:1:2: the header of column 2 holds the control character U+0001 at character 4"]
+
+
 def test_id_model_takes_columns(tmp_path: Path) -> None:
     """`id`, `model` and `takes` columns set the job's identity, model and number of takes."""
     path = csv_file(tmp_path, f"id,model,takes,prompt,start_image_url\nhero,{I2V},2,a,https://e.com/a.png\nb,,,c,\n")
