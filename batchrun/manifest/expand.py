@@ -286,14 +286,14 @@ class Plan:
             sink.add(source.id_location or source.location, "id",
                      f"id `{base_id}` may only use letters, digits, `.`, `_` and `-`")
             return base_id, False
-        folded = base_id.casefold()
+        folded = _fold(base_id)
         if folded in seen:
             other, other_fp = seen[folded]
             if not explicit and other_fp is not None:
                 # two different jobs share a short hash: give this one a longer one (stable: order is fixed)
                 longer = f"{prompt_slug(data.get('prompt'))}-{fp[:16]}"
                 self.overrides[(s_index, c_index)] = longer
-                seen[longer.casefold()] = (source.location, fp)
+                seen[_fold(longer)] = (source.location, fp)
                 return longer, True
             if explicit and other == source.location and self.matrix.keys:  # the id template repeats itself
                 if source.location not in self.id_repeats_reported:
@@ -318,7 +318,7 @@ class Plan:
                 self._unsafe_seen.add((where, problem))
                 sink.add(where, "output.filename", f"output file `{name[:80]}` {problem}")
             return
-        folded = name.casefold()
+        folded = _fold(name)
         other = seen.get(folded)
         if other is not None:
             sink.add(source.location, "output.filename",
@@ -331,6 +331,12 @@ def _where(other: Location, here: Location) -> str:
     if other.path == here.path and other.line is not None:
         return f"line {other.line}"
     return str(other)
+
+
+def _fold(name: str) -> str:
+    """What a file system that ignores case and Unicode normalization (macOS, Windows) sees of a
+    name: `Café` typed (NFC) and `Café` pasted from a Mac (NFD) are one file there."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
 
 
 @lru_cache(maxsize=4096)

@@ -389,6 +389,19 @@ def test_unsafe_or_colliding_filenames(tmp_path: Path, template: str, needle: st
     assert any(needle in line for line in found), found
 
 
+def test_names_that_differ_only_in_unicode_normalization_collide(tmp_path: Path) -> None:
+    """`Café` typed (NFC) and `Café` pasted from a Mac (NFD) are one file on macOS and Windows."""
+    nfc, nfd = "Caf\u00e9", "Cafe\u0301"
+    path = write(tmp_path, f"""
+        model: {T2V}
+        matrix: {{place: ["{nfc}", "{nfd}"]}}
+        output: {{filename: "{{place}}.mp4"}}
+        jobs: [{{prompt: "a table at {{place}}"}}]
+    """)
+    found = lines(path)
+    assert len(found) == 1 and f"output file `{nfd}.mp4` is also written by the job" in found[0], found
+
+
 def test_default_filenames_collide(tmp_path: Path) -> None:
     """Default names can collide (id x-t1 vs id x with 2 takes): reported, not overwritten."""
     path = write(tmp_path, f"""
