@@ -92,14 +92,17 @@ class Loader(SectionReader, JobSourceReader):
                 sources.extend(self.csv_sources(csv_path, display, self.at(("csv",)), takes, default_model,
                                                 model_location))
         if jobs is None and "csv" not in top:
-            if "matrix" in top:
+            if "jobs" in top:  # `jobs:` written with nothing under it (or `jobs: ~`), matrix or not:
+                # a list the user meant to fill, never "run the matrix over the defaults alone"
+                self.problem(self.at(("jobs",), key=True), "jobs",
+                             "is empty; add at least one job" + (
+                                 " (or remove `jobs:` to run the matrix over `defaults` alone)" if "matrix" in top else ""))
+            elif "matrix" in top:
                 location = self.at(("matrix", matrix.keys[0]), key=True) if matrix.keys else self.at(("matrix",))
                 resolved = self.resolve_model(None, location, location, default_model, model_location)
                 if resolved is not None:
                     sources.append(Source(fields={}, model=resolved[0], info=resolved[1], takes=takes,
                                           location=location, locate=lambda p: self.at(("defaults", *p))))
-            elif "jobs" in top:  # `jobs:` written with nothing under it (or `jobs: ~`)
-                self.problem(self.at(("jobs",), key=True), "jobs", "is empty; add at least one job")
             else:
                 self.problem(self.at(()), "jobs", "no jobs: add `jobs:`, `csv:` or a `matrix:` over `defaults:`")
         return self.finish(name, matrix, defaults, sources, output_dir, filename, filename_location,
