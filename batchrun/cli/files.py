@@ -31,8 +31,8 @@ def output_file(output: Path) -> Iterator[TextIO]:
             raise ConfigError(f"cannot write {output}: {error.strerror or error}") from None
         return
     part = output.with_name(output.name + ".part")
+    _make_folder(output)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         with part.open("w", encoding="utf-8", newline="") as stream:
             yield stream
         os.replace(part, output)
@@ -41,3 +41,14 @@ def output_file(output: Path) -> Iterator[TextIO]:
     finally:
         with contextlib.suppress(OSError):
             part.unlink(missing_ok=True)
+
+
+def _make_folder(output: Path) -> None:
+    """Create ``output``'s folder; a file where a folder should be is named as such (mkdir
+    itself only says "File exists")."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocker = next((p for p in (output.parent, *output.parent.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else (error.strerror or str(error))
+        raise ConfigError(f"cannot write {output}: {reason}") from None

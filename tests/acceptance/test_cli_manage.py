@@ -450,4 +450,6 @@ def test_an_output_file_that_cannot_be_written_is_one_line_and_a_device_is_never
         result = CliRunner().invoke(cli, [command, str(path), "-o", target])
         assert result.exit_code == 2, (target, result.output)
         assert "cannot write" in result.output and len(result.output.strip().splitlines()) == 1
+        if "a-file" in target:  # says what is wrong, not mkdir's "File exists"
+            assert f"{isolated_env / 'a-file'} is a file, not a folder" in result.output, result.output
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
