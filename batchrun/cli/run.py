@@ -21,7 +21,7 @@ from batchrun.cli.options import (
     USD, FiniteRange, FolderPath, checked_api_access, db_option, json_option, loading_options, manifest_argument,
 )
 from batchrun.cli.plan import opened_store
-from batchrun.cli.progress import LiveProgress, LogProgress
+from batchrun.cli.progress import LiveProgress, LogProgress, MessageLog
 from batchrun.cli.render import console, print_json, usd
 from batchrun.download import Downloader
 from batchrun.errors import ConfigError
@@ -217,7 +217,7 @@ def _execute(
             max_connections=options.downloads, max_bytes=max_bytes, api_credentials=(client.base_url, token)
         ) as downloader:
             await anyio.to_thread.run_sync(client.check_host_resolves)
-            progress_cm = LiveProgress(terminal) if live else contextlib.nullcontext(LogProgress() if not quiet else None)
+            progress_cm = LiveProgress(terminal) if live else contextlib.nullcontext(MessageLog() if quiet else LogProgress())
             with progress_cm as progress:
                 runner = Runner(
                     store,

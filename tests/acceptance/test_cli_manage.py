@@ -402,12 +402,13 @@ def test_another_campaign_in_the_same_output_folder_never_overwrites_a_video(iso
     assert simulate(first)["counts"]["done"] == 1
     videos = isolated_env / "videos"
     before = hashlib.sha256((videos / "clip0.mp4").read_bytes()).hexdigest()
-    result = batchrun("run", str(second), "--simulate", "--sim-latency", "0.02")
-    assert result.exit_code == 0, result.output
+    result = batchrun("run", str(second), "--simulate", "--sim-latency", "0.02", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["counts"]["done"] == 1, result.output
     assert hashlib.sha256((videos / "clip0.kept.mp4").read_bytes()).hexdigest() == before
     assert json.loads((videos / "clip0.mp4.json").read_text())["campaign"] == "second"
-    # the user is told why, and how to stop the two campaigns taking files from each other
-    assert "clip0.mp4 was campaign `first`'s file" in result.stdout and "own output.dir" in result.stdout
+    # the user is told why, and how to stop the two campaigns taking files from each other (with
+    # --json on standard error, standard output being the summary document alone)
+    assert "clip0.mp4 was campaign `first`'s file" in result.stderr and "own output.dir" in result.stderr
 
 
 def test_jsonl_export_streams_one_object_per_job(isolated_env):
