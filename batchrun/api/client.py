@@ -63,6 +63,8 @@ import httpx
 
 from batchrun import __version__, protocol
 from batchrun.api.responses import (
+    CANCELLED,
+    FAILED,
     TERMINAL,
     CancelReport,
     ResultReport,
@@ -84,6 +86,7 @@ from batchrun.errors import (
     BatchrunError,
     ConfigError,
     PermanentApiError,
+    RateLimitedError,
     RequestNotFoundError,
     TransientApiError,
     UnknownModelError,
@@ -427,14 +430,20 @@ def _tells_a_finished_job(endpoint: str, response: httpx.Response, data: Any, pr
                           request_id: str | None) -> bool:
     """Whether a status/result answer marked as an error still says the job ended: a 2xx with an
     ``error_code`` (``{"status": "failed", "error_code": 500001, ...}``), or an error status
-    (a 500 for a failed job) whose body names this very request. That is the job's own outcome,
-    to be recorded, not a failed request to retry; a gateway's ``{"status": "error"}`` or a body
-    about no request is never that, and neither is a refused token."""
+    (a 500 for a failed job) whose body names this very request as failed or cancelled. That is
+    the job's own outcome, to be recorded, not a failed request to retry. Never so: a refused
+    token, a 429 (a rate limit, whatever its body says), a gateway's ``{"status": "error"}`` or
+    a body about no request, nor an error status saying ``completed`` (its output, if any, is
+    not to be trusted: asked again)."""
     if endpoint not in ("status", "result") or isinstance(problem, AuthError) or not isinstance(data, Mapping):
         return False
-    if known_status(data.get("status")) not in TERMINAL:
+    status = known_status(data.get("status"))
+    if status not in TERMINAL:
         return False
-    return response.is_success or (request_id is not None and data.get("request_id") == request_id)
+    if response.is_success:
+        return True
+    return (not isinstance(problem, RateLimitedError) and status in (FAILED, CANCELLED)
+            and request_id is not None and data.get("request_id") == request_id)
 
 
 def _quote_id(request_id: str) -> str:

@@ -987,15 +987,20 @@ def test_a_failed_job_told_with_an_error_status_is_the_jobs_outcome(status_code:
     assert len(rec.requests) == 1 and rec.slept == []
 
 
-def test_an_error_status_whose_body_is_about_no_request_is_still_retried() -> None:
-    """A gateway's 502 `{"status": "failed"}` without this request's id is not the job's outcome."""
+def test_an_error_status_that_does_not_clearly_tell_a_failure_is_still_retried() -> None:
+    """Not the job's outcome, so asked again: a gateway's 502 `{"status": "failed"}` without this
+    request's id, or with another id; a 429 (a rate limit, whatever its body says); an error
+    status saying `completed` (no output to trust: a paid job is never failed for it)."""
     rec = Recorder(httpx.Response(502, json={"status": "failed", "message": "upstream"}),
                    httpx.Response(502, json={"request_id": "other", "status": "failed"}),
+                   httpx.Response(429, json={"request_id": "r-9", "status": "failed", "message": "slow down"}),
+                   httpx.Response(500, json={"request_id": "r-9", "status": "completed", "error_code": 500001}),
                    ok(request_id="r-9", status="in_progress"))
 
     async def main() -> object:
-        async with client_for(rec) as client:
+        async with client_for(rec, retry=RetryPolicy(max_attempts=6, base=1, cap=4, max_elapsed=None,
+                                                      jitter=False)) as client:
             return await client.result("r-9")
 
     report = run(main)
-    assert report.status == "running" and len(rec.requests) == 3  # type: ignore[attr-defined]
+    assert report.status == "running" and len(rec.requests) == 5  # type: ignore[attr-defined]
