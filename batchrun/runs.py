@@ -83,6 +83,8 @@ class RunOptions:
     #: left, as it is, for the next run: one job whose status RunComfy cannot give never keeps
     #: an unattended run from ending
     poll_give_up_seconds: float = 3600.0
+    #: after a 429 taken as RunComfy's concurrency limit, seconds before one more slot is tried
+    throttle_hold_seconds: float = 60.0
 
     @property
     def heartbeat_seconds(self) -> float:

@@ -57,7 +57,7 @@ class Runner(Submitting, Polling, Downloading):
         self.schedule = schedule or PollSchedule(lateness=options.poll_lateness)
         self.latencies: dict[str, LatencyModel] = {}  # learned per model id
         self.summary = RunSummary(campaign=campaign_name, output_dir=output_dir)
-        self.slots = Slots(options.local_concurrency or options.concurrency)
+        self.slots = Slots(options.local_concurrency or options.concurrency, monotonic=clock.monotonic)
         self._queue = PollQueue()  # job id -> due time of its next check
         self._wake = anyio.Event()
         self._tracked: dict[int, Tracked] = {}

@@ -31,9 +31,6 @@ from batchrun.store import BudgetReachedError, StaleJobError
 if TYPE_CHECKING:  # pragma: no cover
     from batchrun.pool.runner import Runner
 
-#: after a 429 taken as the service's concurrency limit, seconds before the cap is probed upward
-THROTTLE_HOLD_SECONDS = 60.0
-
 
 class Submitting:
     """Mixed into ``Runner``: the submitter and each job's submit."""
@@ -85,17 +82,19 @@ class Submitting:
             )
 
     def _throttled(self: Runner, job: Job, error: RateLimitedError) -> None:
-        """A 429 while RunComfy runs jobs of ours: taken as a concurrency limit (none is
-        published). The job is pending again, not counted as a failed submit, and is submitted
-        again once one of ours finishes; the in-flight cap stays at what RunComfy holds."""
+        """A 429 while RunComfy runs jobs of ours. With ``Retry-After``, submits pause that long.
+        Without, it is taken as a concurrency limit (none is published): the in-flight cap drops
+        to what RunComfy holds and is probed upward again after a hold. Either way the job is
+        pending again, not counted as a failed submit."""
         now = self.clock.monotonic()
         in_flight = len(self._tracked)
-        if self.slots.limit_to(in_flight, now=now, hold=THROTTLE_HOLD_SECONDS):
-            self.progress.message(f"RunComfy refused a submit (429) while {in_flight} jobs are in flight: "
-                                  f"at most {self.slots.cap} at once for now, the next ones as these finish")
         if error.retry_after is not None:
             wait = min(float(error.retry_after), self.client.retry.retry_after_cap)
             self._pause_until = max(self._pause_until, now + wait)
+        elif self.slots.limit_to(in_flight, hold=self.options.throttle_hold_seconds):
+            self.progress.message(f"RunComfy refused a submit (429) while {in_flight} jobs are in flight: "
+                                  f"at most {self.slots.cap} at once for now, more as these finish "
+                                  f"(one more tried every {self.options.throttle_hold_seconds:.0f}s)")
         self.store.record_event(job.id, "submit_throttled", {"error": message_of(error), "in_flight": in_flight})
 
     def _budget_reached(self: Runner, job: Job, error: BudgetReachedError) -> None:
@@ -196,7 +195,7 @@ class Submitting:
             self._answer_came_too_late(job, submission.request_id, error)
             return "skipped"
         self.summary.submitted += 1
-        self.slots.accepted(now=self.clock.monotonic())
+        self.slots.accepted()
         self._moved(job, JobState.SUBMITTING, JobState.QUEUED, submission.request_id)
         now = self.clock.monotonic()
         tracked = Tracked(job.id, job.key, job.model, submission.request_id, JobState.QUEUED, PollState(now))

@@ -524,6 +524,45 @@ def test_a_429_while_jobs_run_is_a_concurrency_limit_not_a_failed_submit(campaig
     assert throttled and all(e.detail["in_flight"] >= 1 for e in throttled)
 
 
+class _SecondSubmitRefused(httpx.AsyncBaseTransport):
+    """The second submit answers a bare 429 (a rate limit, no Retry-After); the rest reaches the simulator."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.posts = 0
+
+    async def handle_async_request(self, request):
+        if request.method == "POST" and "/v1/models/" in request.url.path:
+            self.posts += 1
+            if self.posts == 2:
+                return httpx.Response(429, json={"error_message": "slow down"})
+        return await self.inner.handle_async_request(request)
+
+
+def test_one_429_never_holds_the_run_behind_a_long_job(campaign_factory, make_simulator):
+    """One refusal while a single long job runs lowers the cap to that one job, but only for the
+    hold: then slots open again, without waiting for the long job, while RunComfy accepts."""
+    import threading
+
+    from batchrun.sim import Latency
+
+    simulator = make_simulator(latency="manual")
+    campaign = campaign_factory(8)
+    done: dict[str, RunSummary] = {}
+    run = threading.Thread(target=lambda: done.setdefault("summary", campaign.run(
+        simulator, transport=_SecondSubmitRefused(), concurrency=4, submit_parallelism=1,
+        throttle_hold_seconds=0.05)))
+    run.start()
+    try:
+        assert simulator.wait_for_jobs(1, timeout=30)
+        simulator.set_latency(Latency(kind="fixed", value=0.02))  # every later job is quick
+        assert simulator.wait_for_jobs(8, timeout=30)  # all of them while the first one still runs
+    finally:
+        simulator.finish()
+        run.join(60)
+    assert done["summary"].exit_code == 0 and simulator.stats().jobs_created == 8
+
+
 @pytest.mark.parametrize("blank", ["html", "empty"])
 def test_a_blank_answer_from_the_file_host_is_never_a_done_job(campaign_factory, make_simulator, blank):
     """A 200 carrying a web page or nothing is not the video: no file is written, the job stays
