@@ -12,10 +12,11 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
   (memory stays flat; bytes received before a break are kept for the resume);
 - resumes a ``.part`` left by an earlier attempt with ``Range: bytes=<size>-`` (re-hashing the
   part first), but only a part of the same ``source`` (the caller's name for the file: a job's
-  request and file number), which ``<dest>.part.json`` records with the file's validator (a
-  strong ``ETag``, else ``Last-Modified``): a part of anything else is dropped, the validator is
-  sent as ``If-Range`` and a ``206`` with another ``ETag`` starts over, so bytes of two files are
-  never spliced; a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
+  request and file number), which ``<dest>.part.json`` records with the file's validators (a
+  strong ``ETag``, ``Last-Modified``): a part of anything else is dropped, a validator is sent as
+  ``If-Range``, and an answer whose validator of the same kind differs (a host that ignores
+  ``If-Range``) starts over, so bytes of two files are never spliced (the record is written only
+  once the old bytes are durably gone); a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
   a ``206`` is taken whenever its ``Content-Range`` starts at the bytes already held (0 when no
   Range was sent; a 206 to a plain GET without ``Content-Range`` is read like a 200), and a 206
   to a plain GET that starts elsewhere is refused (asking again would get the same answer); a
@@ -197,18 +198,43 @@ def _recorded_origin(part: Path) -> dict[str, Any] | None:
     return origin if isinstance(origin, dict) and isinstance(origin.get("source"), str) else None
 
 
-def _record_origin(part: Path, source: str, response: httpx.Response) -> None:
-    _origin_path(part).write_text(json.dumps({"source": source, "validator": _validator(response)}),
+def _record_origin(part: Path, source: str, response: httpx.Response, *, old_bytes: bool) -> None:
+    """Record what a fresh ``part`` is about to hold. ``old_bytes`` held there are removed, and
+    the removal made durable, first: a crash never leaves this record beside another file's bytes
+    (a torn record does not parse, and its part is dropped)."""
+    if old_bytes:
+        _unlink(part)
+        fsync_dir(part.parent)
+    etag, modified = _validators(response)
+    _origin_path(part).write_text(json.dumps({"source": source, "etag": etag, "last_modified": modified}),
                                   encoding="utf-8")
 
 
-def _validator(response: httpx.Response) -> str | None:
-    """What identifies this version of the file for ``If-Range``: a strong ETag, else the
-    Last-Modified date (a weak ETag cannot be used there)."""
+def _validators(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The answer's strong ETag (a weak one cannot be used with If-Range) and Last-Modified."""
     etag = response.headers.get("etag", "").strip()
-    if etag.startswith('"'):
-        return etag
-    return response.headers.get("last-modified") or None
+    return (etag if etag.startswith('"') else None), (response.headers.get("last-modified") or None)
+
+
+def _if_range(origin: dict[str, Any]) -> str | None:
+    """The validator to send with a resume: the ETag, else the date."""
+    for name in ("etag", "last_modified"):
+        value = origin.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _another_version(origin: dict[str, Any] | None, response: httpx.Response) -> bool:
+    """Whether the answer is of another version of the file than the part: validators of the same
+    kind that differ (an ETag against an ETag, else a date against a date; nothing to compare is
+    no evidence)."""
+    if not origin:
+        return False
+    etag, modified = _validators(response)
+    if etag and origin.get("etag"):
+        return etag != origin["etag"]
+    return bool(modified and origin.get("last_modified") and modified != origin["last_modified"])
 
 
 def default_source(url: str) -> str:
@@ -344,17 +370,18 @@ class Downloader:
         origin = _recorded_origin(part) if existing else None
         if existing and (origin is None or origin["source"] != source):
             _drop_part(part)  # another file's bytes (another job, revision or campaign): never spliced
+            fsync_dir(part.parent)  # gone for good before a record of this download is written
             existing, origin = 0, None
         headers = {"Range": f"bytes={existing}-"} if existing else {}
-        validator = origin.get("validator") if origin else None
-        if existing and isinstance(validator, str) and validator:
+        validator = _if_range(origin) if origin else None
+        if existing and validator:
             headers["If-Range"] = validator  # the rest only if the file is still the one we hold
         try:
             response = await self._open(url, headers)
             try:
                 if response.status_code == 416 and existing:
                     total = _CONTENT_RANGE_TOTAL.match(response.headers.get("content-range", ""))
-                    if total and int(total.group(1)) == existing:
+                    if total and int(total.group(1)) == existing and not _another_version(origin, response):
                         # an earlier attempt got every byte but stopped before the rename
                         return await self._finish_complete_part(response, url, dest, part)
                 if existing and (response.status_code == 416 or (response.status_code == 206 and _is_encoded(response))):
@@ -365,7 +392,7 @@ class Downloader:
                     _drop_part(part)
                     existing = 0
                     response = await self._open(url, {})
-                return await self._receive(response, url, dest, part, existing, source, validator)
+                return await self._receive(response, url, dest, part, existing, source, origin)
             finally:
                 await response.aclose()
         except httpx.TransportError as error:
@@ -391,7 +418,7 @@ class Downloader:
 
     async def _receive(
         self, response: httpx.Response, url: str, dest: Path, part: Path, existing: int, source: str,
-        validator: str | None = None,
+        origin: dict[str, Any] | None = None,
     ) -> DownloadedFile:
         status = response.status_code
         if status in (404, 410):
@@ -421,8 +448,7 @@ class Downloader:
                 # a range we did not ask for: throw the part away and let the retry start over
                 _drop_part(part)
                 raise TransientDownloadError("server sent an unexpected range; starting over", url=url)
-            now = _validator(response)
-            if existing and validator and now and validator.startswith('"') and now != validator:
+            if existing and _another_version(origin, response):
                 # a server that ignored If-Range: the rest of another version of the file
                 _drop_part(part)
                 raise TransientDownloadError("the file changed on the server since the partial download; "
@@ -450,7 +476,7 @@ class Downloader:
         else:
             size, digest = 0, hashlib.sha256()
             mode = "wb"
-            _record_origin(part, source, response)
+            _record_origin(part, source, response, old_bytes=existing > 0)
 
         size, head = await self._stream_to_part(response, url, part, mode, size, digest)
         if start:

@@ -363,10 +363,11 @@ def test_downloads_carry_no_authorization(tmp_path: Path) -> None:
 
 
 def left_part(dest: Path, data: bytes, *, source: str = "https://cdn.test/clip.mp4",
-              validator: str | None = None) -> None:
+              etag: str | None = None, last_modified: str | None = None) -> None:
     """A `.part` an earlier fetch of ``source`` left behind, with its record."""
     dest.with_name(dest.name + ".part").write_bytes(data)
-    dest.with_name(dest.name + ".part.json").write_text(json.dumps({"source": source, "validator": validator}))
+    dest.with_name(dest.name + ".part.json").write_text(
+        json.dumps({"source": source, "etag": etag, "last_modified": last_modified}))
 
 
 def download(handler: Handler, dest: Path, **kw: object) -> object:
@@ -476,7 +477,7 @@ def test_a_resume_asks_for_the_rest_of_the_same_version_only(tmp_path: Path) -> 
     """The validator recorded with the part is sent as If-Range; a 206 of another version (a
     server that ignores If-Range) starts over instead of splicing two files."""
     dest = tmp_path / "clip.mp4"
-    left_part(dest, b"01234", validator='"v1"')
+    left_part(dest, b"01234", etag='"v1"')
     seen: list[tuple[str | None, str | None]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -489,6 +490,56 @@ def test_a_resume_asks_for_the_rest_of_the_same_version_only(tmp_path: Path) -> 
     assert seen == [("bytes=5-", '"v1"'), (None, None)]
     assert dest.read_bytes() == b"ABCDEvwxyz"
     assert not dest.with_name("clip.mp4.part.json").exists()
+
+
+MONDAY, TUESDAY = "Mon, 31 Mar 2025 10:00:00 GMT", "Tue, 01 Apr 2025 10:00:00 GMT"
+
+
+def test_a_date_validator_also_keeps_two_versions_apart(tmp_path: Path) -> None:
+    """A host without ETags: the Last-Modified date is sent as If-Range, and a 206 of a newer
+    file (a host that ignores If-Range) starts over."""
+    dest = tmp_path / "clip.mp4"
+    left_part(dest, b"AAAAA", last_modified=MONDAY)
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("if-range"))
+        if request.headers.get("range"):
+            return httpx.Response(206, headers={"Content-Range": "bytes 5-9/10", "Last-Modified": TUESDAY},
+                                  content=b"BBBBB")
+        return httpx.Response(200, headers={"Last-Modified": TUESDAY}, content=b"CCCCCBBBBB")
+
+    download(handler, dest)
+    assert seen == [MONDAY, None] and dest.read_bytes() == b"CCCCCBBBBB"
+
+
+def test_a_resume_is_kept_when_the_answer_cannot_be_compared(tmp_path: Path) -> None:
+    """A recorded ETag against a 206 that carries only a date is no evidence of a new version:
+    the resume goes on (a flaky link must still finish a big file)."""
+    dest = tmp_path / "clip.mp4"
+    left_part(dest, b"01234", etag='"v1"')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["if-range"] == '"v1"'
+        return httpx.Response(206, headers={"Content-Range": "bytes 5-9/10", "Last-Modified": TUESDAY},
+                              content=b"56789")
+
+    download(handler, dest)
+    assert dest.read_bytes() == b"0123456789"
+
+
+def test_a_complete_part_of_another_version_is_not_taken_as_done(tmp_path: Path) -> None:
+    """A 416 saying the part is whole, from a host whose file changed (another ETag): fetched anew."""
+    dest = tmp_path / "clip.mp4"
+    left_part(dest, b"OLD!!", etag='"v1"')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("range"):
+            return httpx.Response(416, headers={"Content-Range": "bytes */5", "ETag": '"v2"'})
+        return httpx.Response(200, headers={"ETag": '"v2"'}, content=b"NEW!!")
+
+    download(handler, dest)
+    assert dest.read_bytes() == b"NEW!!"
 
 
 def test_a_refreshed_signature_resumes_the_same_source(tmp_path: Path) -> None:
