@@ -16,7 +16,8 @@ A ``Downloader`` owns its own httpx client, separate from the API client: it nev
   strong ``ETag``, ``Last-Modified``): a part of anything else is dropped, a validator is sent as
   ``If-Range``, and an answer whose validator of the same kind differs (a host that ignores
   ``If-Range``) starts over, so bytes of two files are never spliced (the record is written only
-  once the old bytes are durably gone); a ``200`` instead of ``206`` (or a ``Content-Range`` that does not fit) starts over;
+  once the old bytes are durably gone); a ``200`` instead of ``206`` (or a ``Content-Range``
+  that does not fit) starts over;
   a ``206`` is taken whenever its ``Content-Range`` starts at the bytes already held (0 when no
   Range was sent; a 206 to a plain GET without ``Content-Range`` is read like a 200), and a 206
   to a plain GET that starts elsewhere is refused (asking again would get the same answer); a

@@ -217,7 +217,8 @@ def _execute(
             max_connections=options.downloads, max_bytes=max_bytes, api_credentials=(client.base_url, token)
         ) as downloader:
             await anyio.to_thread.run_sync(client.check_host_resolves)
-            progress_cm = LiveProgress(terminal) if live else contextlib.nullcontext(MessageLog() if quiet else LogProgress())
+            plain = MessageLog() if quiet else LogProgress()
+            progress_cm = LiveProgress(terminal) if live else contextlib.nullcontext(plain)
             with progress_cm as progress:
                 runner = Runner(
                     store,

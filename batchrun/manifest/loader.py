@@ -94,9 +94,8 @@ class Loader(SectionReader, JobSourceReader):
         if jobs is None and "csv" not in top:
             if "jobs" in top:  # `jobs:` written with nothing under it (or `jobs: ~`), matrix or not:
                 # a list the user meant to fill, never "run the matrix over the defaults alone"
-                self.problem(self.at(("jobs",), key=True), "jobs",
-                             "is empty; add at least one job" + (
-                                 " (or remove `jobs:` to run the matrix over `defaults` alone)" if "matrix" in top else ""))
+                hint = " (or remove `jobs:` to run the matrix over `defaults` alone)" if "matrix" in top else ""
+                self.problem(self.at(("jobs",), key=True), "jobs", f"is empty; add at least one job{hint}")
             elif "matrix" in top:
                 location = self.at(("matrix", matrix.keys[0]), key=True) if matrix.keys else self.at(("matrix",))
                 resolved = self.resolve_model(None, location, location, default_model, model_location)
