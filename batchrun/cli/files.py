@@ -44,11 +44,15 @@ def output_file(output: Path) -> Iterator[TextIO]:
 
 
 def _make_folder(output: Path) -> None:
-    """Create ``output``'s folder; a file where a folder should be is named as such (mkdir
-    itself only says "File exists")."""
+    """Create ``output``'s folder, or say in one line why it cannot be made."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        blocker = next((p for p in (output.parent, *output.parent.parents) if p.exists() and not p.is_dir()), None)
-        reason = f"{blocker} is a file, not a folder" if blocker is not None else (error.strerror or str(error))
-        raise ConfigError(f"cannot write {output}: {reason}") from None
+        raise ConfigError(f"cannot write {output}: {folder_problem(output.parent, error)}") from None
+
+
+def folder_problem(folder: Path, error: OSError) -> str:
+    """Why ``folder`` could not be made: a file where a folder should be is named as such (mkdir
+    itself only says "File exists" or "Not a directory"), else the system's reason."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    return f"{blocker} is a file, not a folder" if blocker is not None else (error.strerror or str(error))

@@ -17,6 +17,7 @@ import click
 from batchrun import planning, protocol
 from batchrun.api import RunComfyClient
 from batchrun.api.client import api_lanes
+from batchrun.cli.files import folder_problem
 from batchrun.cli.options import (
     USD, FiniteRange, FolderPath, checked_api_access, db_option, json_option, loading_options, manifest_argument,
 )
@@ -173,7 +174,7 @@ def _ensure_output_dir(output_dir: Path) -> None:
         if not os.access(output_dir, os.W_OK | os.X_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as error:
-        raise ConfigError(f"{output_dir}: cannot write the output folder: {error.strerror or error}") from None
+        raise ConfigError(f"{output_dir}: cannot write the output folder: {folder_problem(output_dir, error)}") from None
 
 
 @contextlib.contextmanager

@@ -283,6 +283,7 @@ def test_unusable_output_folder_or_database_is_one_line_exit_2(isolated_env):
     blocker.write_text("not a folder")
     out = batchrun("run", str(path), "--simulate", "--out", str(blocker / "videos"))
     assert out.returncode == 2 and "cannot write the output folder" in out.stderr
+    assert f"{blocker} is a file, not a folder" in out.stderr  # not mkdir's "File exists"
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert not (isolated_env / "accept.batchrun.db").exists()
     db = batchrun("plan", str(path), "--db", str(blocker / "x.db"))
