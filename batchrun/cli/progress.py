@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from batchrun.runs import SilentProgress
 from batchrun.states import TERMINAL, JobState
 
 _SHOWN = (
@@ -73,16 +74,10 @@ class LogProgress(_Counts):
         self._print(text)
 
 
-class MessageLog:
+class MessageLog(SilentProgress):
     """``run --json``: standard output is the summary document alone, so the run's messages
     (retries, files kept aside, a stop, jobs left for the next run) go to standard error as
     timestamped lines, and the per-job moves are not shown."""
-
-    def started(self, total: int, counts: dict[JobState, int]) -> None:
-        pass
-
-    def moved(self, key: str, old: JobState | None, new: JobState, note: str | None = None) -> None:
-        pass
 
     def message(self, text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from batchrun.errors import Location, Problem
-from batchrun.manifest.yamlnodes import CONTROL_CHARACTERS
+from batchrun.manifest.yamlnodes import control_character
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -73,11 +73,10 @@ def read_table(text: str, path: str) -> Table:
         for column, name in enumerate(headers, start=1):
             if not name or name.startswith(IGNORED_PREFIX):
                 continue
-            control = CONTROL_CHARACTERS.search(name)
+            control = control_character(name)
             if control:  # invisible in the error that names the column: say where it is instead
                 problems.append(Problem(Location(path, header_line, column), "",
-                                        f"the header of column {column} holds the control character "
-                                        f"U+{ord(control.group()):04X} at character {control.start() + 1}"))
+                                        f"the header of column {column} holds {control}"))
                 continue
             if name in seen:
                 problems.append(Problem(Location(path, header_line, column), name,
@@ -114,11 +113,9 @@ def read_table(text: str, path: str) -> Table:
                 if seen.get(name) != column:
                     continue  # a duplicate column, reported at the header
                 # the control characters a YAML manifest refuses: a prompt never carries an escape code
-                control = CONTROL_CHARACTERS.search(text_value)
+                control = control_character(text_value)
                 if control:
-                    problems.append(Problem(Location(path, start, column), name,
-                                            f"the cell holds the control character U+{ord(control.group()):04X} "
-                                            f"at character {control.start() + 1}"))
+                    problems.append(Problem(Location(path, start, column), name, f"the cell holds {control}"))
                     continue
                 row.cells[name] = (text_value, column)
             table.rows.append(row)

@@ -73,6 +73,14 @@ _TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}  # kept as the text the user wrote
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
+def control_character(text: str) -> str | None:
+    """``the control character U+001B at character 4`` for the first one in ``text``, or None."""
+    found = CONTROL_CHARACTERS.search(text)
+    if found is None:
+        return None
+    return f"the control character U+{ord(found.group()):04X} at character {found.start() + 1}"
+
+
 class _TooBig(Exception):
     pass
 
@@ -238,10 +246,9 @@ class _Converter:
                 except (yaml.YAMLError, ValueError, OverflowError):
                     self.problem(node, f"cannot read the value `{node.value[:40]}`")
                     return None
-                control = CONTROL_CHARACTERS.search(value) if isinstance(value, str) else None
+                control = control_character(value) if isinstance(value, str) else None
                 if control:  # written as an escape (`"\e[31m"`, `"\0"`): the raw byte is refused by the reader
-                    self.problem(node, f"the text holds the control character U+{ord(control.group()):04X} "
-                                       f"at character {control.start() + 1} (an escape such as \\e or \\0)")
+                    self.problem(node, f"the text holds {control} (an escape such as \\e or \\0)")
                 return value
             if node.tag in _TEXT_TAGS:
                 return node.value
