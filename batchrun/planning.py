@@ -17,8 +17,9 @@ from batchrun.cost import PriceTable, load_price_file
 from batchrun.domain import JobSpec
 from batchrun.errors import ConfigError
 from batchrun.manifest import Campaign, load_campaign
+from batchrun.manifest.expand import file_system_name
 from batchrun.outputs import complete_rename, rename_output
-from batchrun.store import Store
+from batchrun.store import CampaignRecord, Store
 from batchrun.store.planning import Move
 from batchrun.validation import effective_input
 
@@ -180,6 +181,54 @@ def _check_same_manifest(campaign: Campaign, store: Store) -> None:
         "or move the old manifest away if this one replaces it")
 
 
+def _names_in_common(campaign: Campaign, store: Store, other: CampaignRecord) -> tuple[str, int]:
+    """The first of this campaign's file names that ``other`` writes too, and how many there are
+    (as a file system that ignores case and normalization compares them)."""
+    theirs = {file_system_name(name) for name in store.output_names(other.id)}
+    first, count = "", 0
+    if theirs:
+        for spec in campaign.jobs():  # a second pass, only when another campaign shares the folder
+            if file_system_name(spec.output_name) in theirs:
+                first, count = first or spec.output_name, count + 1
+    return first, count
+
+
+def _check_shared_folder(campaign: Campaign, store: Store, output: Path) -> list[str]:
+    """Refuse a campaign whose output folder is another campaign's and that writes some of the
+    same file names: each run would take the other's files (keeping them aside as ``.kept``) and
+    download its own again. When the other campaign's manifest is not on this machine, it may be
+    another machine's folder of the same path: a note rather than a refusal. The same manifest
+    planned before under another ``name:`` is this campaign's past, not a rival."""
+    here = str(campaign.manifest_path)
+    notes: list[str] = []
+    for other in store.list_campaigns():
+        if other.name == campaign.name or not _same_path(other.output_dir, str(output)):
+            continue
+        if _same_path(other.manifest_path, here):
+            continue
+        first, count = _names_in_common(campaign, store, other)
+        if not count:
+            continue
+        more = f" and {count - 1} more" if count > 1 else ""
+        if os.path.isfile(other.manifest_path):
+            raise ConfigError(
+                f"{here}: output folder {output} is also campaign `{other.name}`'s (planned from "
+                f"{other.manifest_path}) and both write `{first}`{more}: each run would take the other's "
+                "files; give each campaign its own `output.dir` (or --out), or file names that differ")
+        notes.append(
+            f"campaign `{other.name}` (planned from {other.manifest_path}, not on this machine) also writes "
+            f"`{first}`{more} in {output}: if both run on one machine they will take each other's files")
+    return notes
+
+
+def _same_path(a: str, b: str) -> bool:
+    """Whether two paths name one file or folder (both existing, or spelled alike)."""
+    try:
+        return a == b or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def plan_campaign(
     campaign: Campaign,
     store: Store,
@@ -192,6 +241,7 @@ def plan_campaign(
     _check_same_manifest(campaign, store)
     tally = Tally(campaign.prices, sample=sample)
     output = (output_dir or campaign.output_dir).resolve()
+    shared = _check_shared_folder(campaign, store, output)
     record = store.ensure_campaign(
         campaign.name,
         manifest_path=str(campaign.manifest_path),
@@ -206,7 +256,7 @@ def plan_campaign(
             yield spec
 
     counts = store.apply_plan(record.id, counted(), cost=lambda spec: costs.pop(spec.key))
-    notes = move_renamed_files(store, output, counts.moves)
+    notes = shared + move_renamed_files(store, output, counts.moves)
     return PlanReport(
         campaign=campaign,
         estimate=tally.estimate(),

@@ -286,14 +286,14 @@ class Plan:
             sink.add(source.id_location or source.location, "id",
                      f"id `{base_id}` may only use letters, digits, `.`, `_` and `-`")
             return base_id, False
-        folded = _fold(base_id)
+        folded = file_system_name(base_id)
         if folded in seen:
             other, other_fp = seen[folded]
             if not explicit and other_fp is not None:
                 # two different jobs share a short hash: give this one a longer one (stable: order is fixed)
                 longer = f"{prompt_slug(data.get('prompt'))}-{fp[:16]}"
                 self.overrides[(s_index, c_index)] = longer
-                seen[_fold(longer)] = (source.location, fp)
+                seen[file_system_name(longer)] = (source.location, fp)
                 return longer, True
             if explicit and other == source.location and self.matrix.keys:  # the id template repeats itself
                 if source.location not in self.id_repeats_reported:
@@ -318,7 +318,7 @@ class Plan:
                 self._unsafe_seen.add((where, problem))
                 sink.add(where, "output.filename", f"output file `{name[:80]}` {problem}")
             return
-        folded = _fold(name)
+        folded = file_system_name(name)
         other = seen.get(folded)
         if other is not None:
             sink.add(source.location, "output.filename",
@@ -333,7 +333,7 @@ def _where(other: Location, here: Location) -> str:
     return str(other)
 
 
-def _fold(name: str) -> str:
+def file_system_name(name: str) -> str:
     """What a file system that ignores case and Unicode normalization (macOS, Windows) sees of a
     name: `Café` typed (NFC) and `Café` pasted from a Mac (NFD) are one file there."""
     return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())

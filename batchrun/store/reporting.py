@@ -117,6 +117,13 @@ class Reporting:
                 return
             after = batch[-1].id
 
+    def output_names(self: Store, campaign_id: int) -> set[str]:
+        """The file name of every active job of the campaign (what it writes in its output folder)."""
+        with self._read() as c:
+            return set(
+                c.execute(sa.select(jobs.c.output_name).where(jobs.c.campaign_id == campaign_id, self._active)).scalars()
+            )
+
     def superseded_ids(self: Store, campaign_id: int) -> set[int]:
         """Ids of the campaign's superseded revisions (rows kept when a job was edited)."""
         with self._read() as c:

@@ -91,7 +91,8 @@ def test_status_without_a_campaign_lists_every_campaign_with_totals(isolated_env
     """`status --db` prints one line per campaign of the database and a total line."""
     db = str(isolated_env / "all.db")
     for name, jobs in (("alpha", 2), ("beta", 3)):
-        assert batchrun("plan", str(manifest(isolated_env, jobs, name=name)), "--db", db).exit_code == 0
+        (isolated_env / name).mkdir()  # each its own output folder
+        assert batchrun("plan", str(manifest(isolated_env / name, jobs, name=name)), "--db", db).exit_code == 0
     result = batchrun("status", "--db", db)
     lines = result.stdout.splitlines()
     assert lines[0].endswith("2 campaign(s) in " + db)
@@ -409,6 +410,32 @@ def test_another_campaign_in_the_same_output_folder_never_overwrites_a_video(iso
     # the user is told why, and how to stop the two campaigns taking files from each other (with
     # --json on standard error, standard output being the summary document alone)
     assert "clip0.mp4 was campaign `first`'s file" in result.stderr and "own output.dir" in result.stderr
+
+
+def test_two_campaigns_of_one_database_writing_the_same_files_in_one_folder_are_refused_at_plan(isolated_env):
+    """Two manifests planned into one database with the same output folder and file names would
+    take each other's videos on every run: the second is refused in one line, before anything is
+    stored. Other names in that folder are fine; a manifest renamed (`name:` changed) is its own
+    past, not a rival; a rival whose manifest is not on this machine (another machine's folder of
+    the same path) gets a note, not a refusal."""
+    db = str(isolated_env / "shared.db")
+    first, second = manifest(isolated_env, 3, name="first"), manifest(isolated_env, 2, name="second")
+    assert batchrun("plan", str(first), "--db", db).exit_code == 0
+    one_line_error(batchrun("plan", str(second), "--db", db), str(second), "campaign `first`'s",
+                   f"planned from {first}", "`clip0.mp4` and 1 more", "own `output.dir`")
+    one_line_error(batchrun("run", str(second), "--db", db, "--simulate"), "campaign `first`'s")
+    with open_store(resolve_db_url(db, None)) as store:
+        assert store.get_campaign("second") is None
+    first.write_text(first.read_text().replace("name: first", "name: renamed"))
+    assert batchrun("plan", str(first), "--db", db).exit_code == 0  # the same file: campaign `first` is its past
+    clips = second.read_text()
+    second.write_text(clips.replace("id: clip", "id: other"))  # other file names in that folder: no conflict
+    assert batchrun("plan", str(second), "--db", db).exit_code == 0
+    second.write_text(clips)
+    first.unlink()  # as if `first` and `renamed` were planned on another machine
+    result = batchrun("plan", str(second), "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "campaign `first` (planned from" in result.output and "not on this machine" in result.output
 
 
 def test_jsonl_export_streams_one_object_per_job(isolated_env):
