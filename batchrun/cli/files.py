@@ -54,5 +54,12 @@ def _make_folder(output: Path) -> None:
 def folder_problem(folder: Path, error: OSError) -> str:
     """Why ``folder`` could not be made: a file where a folder should be is named as such (mkdir
     itself only says "File exists" or "Not a directory"), else the system's reason."""
-    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    blocker = next((p for p in (folder, *folder.parents) if _is_file(p)), None)
     return f"{blocker} is a file, not a folder" if blocker is not None else (error.strerror or str(error))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # a name too long, say: the caller's error tells that
+        return False

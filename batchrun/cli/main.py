@@ -31,6 +31,13 @@ class BatchrunGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("batchrun: interrupted", err=True)
             ctx.exit(130)
+        except OSError as error:
+            if error.filename is None:
+                raise
+            # a path the user gave that the system refuses (a name too long, a folder without
+            # permission) and that no check before named: still one line, not a traceback
+            click.echo(f"batchrun: {error.filename}: {error.strerror or error}", err=True)
+            ctx.exit(2)
 
 
 def _report(ctx: click.Context, error: BatchrunError) -> None:

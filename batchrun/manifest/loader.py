@@ -182,7 +182,7 @@ class Loader(SectionReader, JobSourceReader):
             self.problem(where, f"prices.{key}", f"no job uses the model `{key}` and it is not a known model id{extra}")
 
     def load_csv_manifest(self, text: str, prices: PriceTable | None) -> Campaign:
-        name = self.path.stem
+        name = self.default_name("give the file a shorter name")
         table = prices or PriceTable.default()
         sources = self.csv_sources(self.path, self.display, Location(self.display, 1, 1), 1, self.flag_model, None)
         directory = Path(os.path.abspath(self.path.parent / f"{name}-output"))

@@ -40,12 +40,20 @@ class SectionReader(LoadContext):
         folder `<name>-output` and is the `{campaign}` variable, so it must be one safe folder name."""
         name = self.text_value(top, "name")
         if name is None:
-            return self.path.stem
+            return self.default_name("give the manifest a shorter `name:`")
         why = unsafe_campaign_name(name)
         if why is not None:
             self.problem(self.at(("name",)), "name", f"campaign name {why}")
             return self.path.stem
         return name
+
+    def default_name(self, way_out: str) -> str:
+        """The campaign name taken from the file's name, which must fit in its `<name>-output` folder."""
+        if len(self.path.stem.encode("utf-8")) > 200:
+            self.problem(Location(self.display, None, None), "name",
+                         "the campaign name is the file's name, longer than 200 bytes (UTF-8): too long for "
+                         f"its `<name>-output` folder; {way_out}")
+        return self.path.stem
 
     def budget_value(self, top: Mapping[str, Any]) -> float | None:
         value = top.get("budget")
@@ -170,6 +178,9 @@ class SectionReader(LoadContext):
             raw = value["dir"]
             if not isinstance(raw, str) or not raw.strip() or "\0" in raw:
                 self.problem(self.at(("output", "dir")), "output.dir", "must be a directory path")
+            elif any(len(part.encode("utf-8")) > 255 for part in Path(raw).parts):
+                self.problem(self.at(("output", "dir")), "output.dir",
+                             "has a folder name longer than 255 bytes (UTF-8); file systems refuse it")
             else:
                 directory = Path(os.path.abspath(self.path.parent / os.path.expanduser(raw)))
         template: templates.Template | None = None

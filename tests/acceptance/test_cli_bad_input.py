@@ -100,17 +100,23 @@ def test_an_error_raised_inside_the_runs_task_group_is_one_line_too():
     ["run", "{manifest}", "--simulate", "--sim-latency", "nan"],
     ["run", "{manifest}", "--base-url", "http://xn--/"],
     ["sim", "--balance", "-5"],
+    ["validate", "{long}.yaml"],
+    ["status", "--db", "{long}.db"],
+    ["export", "m", "--db", "{long}.db"],
+    ["run", "{manifest}", "--simulate", "--out", "{long}/videos"],
 ])
 def test_odd_flag_values_are_one_line_errors(tmp_path, args, monkeypatch):
     """A port that is no number, a NUL in a database name, a price 'file' that never ends, a
     refresh of nan seconds, an empty output folder, a latency of nan, a malformed IDNA host, a
-    negative balance: one line and exit 2, never a traceback (or a hang, or files in the cwd)."""
+    negative balance, a file or folder name longer than the file system allows: one line and
+    exit 2, never a traceback (or a hang, or files in the cwd)."""
     manifest = tmp_path / "m.yaml"
     shutil.copy(Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml", manifest)
     monkeypatch.setenv("RUNCOMFY_API_TOKEN", "token")  # so that the flag, not the token, is what is wrong
     runner = CliRunner()
     runner.invoke(cli, ["plan", str(manifest), "--db", str(tmp_path / "ok.db")])
-    result = runner.invoke(cli, [a.format(manifest=manifest, db=tmp_path / "ok.db") for a in args])
+    long = tmp_path / ("a" * 300)
+    result = runner.invoke(cli, [a.format(manifest=manifest, db=tmp_path / "ok.db", long=long) for a in args])
     assert result.exit_code == 2 and (result.exception is None or isinstance(result.exception, SystemExit)), result.output
     lines = result.output.strip().splitlines()  # ours: one line; click's usage errors end in one
     assert "Traceback" not in result.output and (len(lines) == 1 or lines[-1].startswith("Error: Invalid value"))
@@ -134,3 +140,16 @@ def test_a_ctrl_c_while_batchrun_is_still_loading_is_one_line_and_exit_130():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 130 and result.stderr == "batchrun: interrupted\n"
 
+
+@pytest.mark.parametrize(("suffix", "way_out"), [(".yaml", "shorter `name:`"), (".csv", "file a shorter name")])
+def test_a_file_name_too_long_to_name_the_campaign_is_refused_by_validate(suffix, way_out, tmp_path):
+    """Without `name:` the campaign takes the file's name, and its folder `<name>-output`: a name
+    of 250 bytes fits the file but not that folder. validate says so (and how to fix it) rather
+    than passing a manifest that run could not write."""
+    path = tmp_path / ("c" * 250 + suffix)
+    path.write_text("model: kling/kling-3.0/pro/text-to-video\njobs:\n  - prompt: hi\n" if suffix == ".yaml"
+                    else "prompt,model\nhi,kling/kling-3.0/pro/text-to-video\n")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{path}: name: the campaign name is the file's name" in lines[0] and way_out in lines[0]
