@@ -326,8 +326,29 @@ def _restored(value: Any) -> Any:
     return value
 
 
+#: JSON writes a character beyond U+FFFF as two escapes, `"\ud83c\udfac"` (Python's json.dumps
+#: does by default); PyYAML refuses them. An escape preceded by an even number of backslashes.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)
+
+
+def _joined_surrogates(text: str) -> str:
+    """``text`` with each escaped surrogate pair written as the one `\\UXXXXXXXX` escape it means."""
+    def one(match: re.Match[str]) -> str:
+        high, low = int(match[2], 16), int(match[3], 16)
+        return f"{match[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08X}"
+    return _SURROGATE_PAIR.sub(one, text)
+
+
 def parse(text: str, path: str) -> Document:
     """Parse YAML ``text``; syntax errors and the other refusals are in ``Document.problems``."""
+    doc = _parse_swapped(text, path)
+    if doc.problems and "Unicode character escape" in doc.problems[0].message and _SURROGATE_PAIR.search(text):
+        # only then: in a plain or single-quoted scalar the same characters are literal text
+        doc = _parse_swapped(_joined_surrogates(text), path)
+    return doc
+
+
+def _parse_swapped(text: str, path: str) -> Document:
     swapped = any(c in text for c in _STAND_INS) and not any(c in text for c in _STAND_INS.values())
     doc = _parse(text.translate(_TO_STAND_INS) if swapped else text, path)
     if swapped:

@@ -169,6 +169,19 @@ def test_bom_accepted(tmp_path: Path) -> None:
     assert load_campaign(path).job_count == 1
 
 
+def test_a_json_manifest_with_characters_beyond_the_bmp_loads_as_json_reads_it(tmp_path: Path) -> None:
+    """`json.dumps` writes 🎬 as the escaped pair `\\ud83c\\udfac`, which YAML parsers refuse: such
+    a manifest loads, each pair as its one character; an escaped backslash before `u` stays text."""
+    import json
+
+    document = {"model": T2V, "jobs": [{"id": "clap", "prompt": "🎬 action, then \\ud83c\\udfac as typed"}]}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert "\\ud83c\\udfac" in path.read_text()  # the file holds the escapes, not the character
+    [spec] = list(load_campaign(path).jobs())
+    assert spec.input["prompt"] == document["jobs"][0]["prompt"]
+
+
 def test_missing_manifest(tmp_path: Path) -> None:
     """A missing manifest file is a ManifestError naming it."""
     assert lines(tmp_path / "nope.yaml")[0].startswith(f"{tmp_path / 'nope.yaml'}: cannot read the manifest")
