@@ -26,7 +26,7 @@ from batchrun.errors import ConfigError
 from batchrun.planning import planned_elsewhere
 from batchrun.store import CampaignRecord, Store, open_store, resolve_db_url
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".csv", ".json")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".csv", ".tsv", ".json")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Pure (takes text). Headers are stripped; an empty cell means "not set"; duplicate headers and
 rows with more cells than headers are problems located at ``file:line:column``. Cells are
-separated by commas, or by semicolons or tabs when the header row holds one of those and no
-comma (what a spreadsheet saves as "CSV" where the decimal mark is a comma). Columns whose
+separated by commas, or by semicolons or tabs when the header row holds one of those (outside
+quotes) and no comma (what a spreadsheet saves as "CSV" where the decimal mark is a comma), or by
+what an Excel `sep=;` first line names. Columns whose
 name starts with ``_`` are ignored (notes, or the metadata columns of ``batchrun export``).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -55,6 +57,8 @@ def read_table(text: str, path: str) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter_of(text), strict=True)
     start = 1
     try:
+        if excel_separator(text) is not None:
+            next(reader)  # `sep=;`: not a row
         header_row: list[str] | None = None
         header_line = 1
         while header_row is None:
@@ -125,13 +129,31 @@ def read_table(text: str, path: str) -> Table:
 
 
 def delimiter_of(text: str) -> str:
-    """``,``; or ``;`` / tab when the first non-blank line holds one of those and no comma."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    """What Excel's `sep=;` first line says; else ``,``; or ``;`` / tab when the first non-blank
+    line holds one of those outside quotes (`"notes, misc"` is one name) and no comma."""
+    named = excel_separator(text)
+    if named is not None:
+        return named
+    first = _outside_quotes(next((line for line in text.splitlines() if line.strip()), ""))
     if "," not in first:
         for candidate in (";", "\t"):
             if candidate in first:
                 return candidate
     return ","
+
+
+_EXCEL_SEPARATOR = re.compile(r'"?sep=(.)"?', re.IGNORECASE)
+
+
+def excel_separator(text: str) -> str | None:
+    """The separator a first line `sep=;` names (Excel writes it, and reads the file by it)."""
+    first = text.split("\n", 1)[0].split("\r", 1)[0].lstrip("\ufeff").strip(" ")
+    match = _EXCEL_SEPARATOR.fullmatch(first)
+    return match[1] if match and match[1] not in "\"\r\n" else None
+
+
+def _outside_quotes(line: str) -> str:
+    return "".join(part for index, part in enumerate(line.split('"')) if index % 2 == 0)
 
 
 def _csv_error(message: str) -> str:

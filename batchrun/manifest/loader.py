@@ -36,7 +36,7 @@ class Loader(SectionReader, JobSourceReader):
         text, bad = decode_text(data, self.display)
         if bad is not None or text is None:
             raise ManifestError([bad] if bad else [])
-        if self.path.suffix.lower() == ".csv":
+        if self.path.suffix.lower() in (".csv", ".tsv"):
             return self.load_csv_manifest(text, prices)
         self.doc = doc = yamlnodes.parse(text, self.display)
         self.sink.extend(doc.problems)

@@ -74,6 +74,32 @@ def test_a_comma_in_the_header_keeps_commas_as_the_separator(tmp_path: Path) -> 
     assert job.input == {"prompt": "a cat; a dog", "duration": 4}
 
 
+def test_a_comma_inside_a_quoted_header_name_does_not_decide_the_separator(tmp_path: Path) -> None:
+    """`"_notes, misc"` is one (ignored) column name of a semicolon-separated file."""
+    path = csv_file(tmp_path, 'prompt;duration;"_notes, misc"\nhello, world;4;note\n')
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": "hello, world", "duration": 4}
+
+
+@pytest.mark.parametrize("first", ["sep=;", "\ufeffsep=;", '"sep=;"', "SEP=;"])
+def test_excels_sep_line_names_the_separator_and_is_no_row(tmp_path: Path, first: str) -> None:
+    """Excel's `sep=;` first line chooses the separator (even with commas in the header) and is
+    not read as the header; later lines keep their real line numbers."""
+    path = csv_file(tmp_path, f"{first}\r\nprompt;duration\r\nred, blue;4\r\ngreen;x\r\n")
+    [line] = lines(path, model=T2V)
+    assert line.startswith(f"{path}:4:2: duration: expected an integer")
+    path.write_text(f"{first}\nprompt;duration\nred, blue;4\n", encoding="utf-8")
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": "red, blue", "duration": 4}
+
+
+def test_a_tsv_file_is_a_manifest_too(tmp_path: Path) -> None:
+    """`batchrun run shots.tsv` reads it as a table, not as YAML."""
+    path = csv_file(tmp_path, 'prompt\tduration\n"a, b"\t5\n', name="shots.tsv")
+    campaign = load_campaign(path, model=T2V)
+    assert campaign.name == "shots" and [job.input for job in campaign.jobs()] == [{"prompt": "a, b", "duration": 5}]
+
+
 def test_a_control_character_in_a_header_is_located(tmp_path: Path) -> None:
     """An invisible control character in a column name is named at its column, not reported as
     an unknown field that looks like a known one."""
