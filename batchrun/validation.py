@@ -482,4 +482,7 @@ def coerce_text(model: ModelInfo | None, field: str, text: str) -> object:
         if _too_deep(value, MAX_JSON_DEPTH):
             raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
         return value
-    return text
+    schema = model.properties.get(field) if model is not None else None
+    if isinstance(schema, Mapping) and (isinstance(schema.get("enum"), list) or _is_url_field(field, schema)):
+        return stripped  # `a, 16:9` or `a, https://...`: the space is the file's layout, not the value's
+    return text  # free text (a prompt) is sent as written

@@ -100,6 +100,18 @@ def test_a_tsv_file_is_a_manifest_too(tmp_path: Path) -> None:
     assert campaign.name == "shots" and [job.input for job in campaign.jobs()] == [{"prompt": "a, b", "duration": 5}]
 
 
+def test_spaces_after_the_separator_around_a_choice_or_a_url_are_layout(tmp_path: Path) -> None:
+    """`prompt, start_image_url` with a space after each comma, as people type CSV: the URL and
+    the choice are read without the spaces around them (they were refused); free text is sent
+    as written."""
+    path = csv_file(tmp_path, "prompt, start_image_url, shot_type\nA cat, https://ex.com/a.png , customize\n")
+    (job,) = load_campaign(path, model=I2V).jobs()
+    assert job.input == {"prompt": "A cat", "start_image_url": "https://ex.com/a.png", "shot_type": "customize"}
+    path = csv_file(tmp_path, "prompt,aspect_ratio\n a dog , 9:16\n")
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": " a dog ", "aspect_ratio": "9:16"}
+
+
 def test_a_control_character_in_a_header_is_located(tmp_path: Path) -> None:
     """An invisible control character in a column name is named at its column, not reported as
     an unknown field that looks like a known one."""
