@@ -31,6 +31,7 @@ class Row:
 
     line: int
     cells: dict[str, tuple[str, int]] = field(default_factory=dict)
+    unreadable: set[str] = field(default_factory=set)  #: columns whose cell is a problem already
 
 
 @dataclass
@@ -120,6 +121,7 @@ def read_table(text: str, path: str) -> Table:
                 control = control_character(text_value)
                 if control:
                     problems.append(Problem(Location(path, start, column), name, f"the cell holds {control}"))
+                    row.unreadable.add(name)
                     continue
                 row.cells[name] = (text_value, column)
             table.rows.append(row)

@@ -123,7 +123,7 @@ class JobSourceReader(LoadContext):
                 self.problem(cell("id"), "id", str(error))
                 ok = False
         fields: dict[str, Any] = {}
-        unreadable: set[str] = set()
+        unreadable = set(row.unreadable)
         self.template_failed = False
         for name, (text, column) in row.cells.items():
             if name in JOB_META:
