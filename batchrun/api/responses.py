@@ -156,11 +156,16 @@ class CancelReport:
 # --- small helpers ------------------------------------------------------------------------------
 
 
+#: a shorter token (a test token such as `t`) cannot be told from ordinary text: replacing it
+#: would garble every message (`[redacted]he job failed`), so only `Bearer ...` is redacted then
+MIN_REDACTED_SECRET = 8
+
+
 def redact(text: str, secret: str | None) -> str:
     """``text`` without ``secret`` and without anything that looks like a bearer token."""
     if not isinstance(text, str):
         text = str(text)
-    if secret:
+    if secret and len(secret) >= MIN_REDACTED_SECRET:
         text = text.replace(secret, "[redacted]")
     return re.sub(r"(?i)(bearer\s+)[^\s\"',;]+", r"\1[redacted]", text)
 

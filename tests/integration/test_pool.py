@@ -243,6 +243,18 @@ def test_rejected_token_stops_the_run_before_anything_is_created(campaign_factor
     assert {job.state for job in campaign.jobs()} == {JobState.PENDING}
 
 
+def test_a_token_found_inside_every_request_id_changes_nothing(campaign_factory, make_simulator):
+    """A test token such as `4` (every id the simulator gives, a UUID4, holds a `4`): every job is
+    submitted once and done, polled and recorded under the id RunComfy gave, never a redacted one."""
+    simulator = make_simulator(token="4")
+    campaign = campaign_factory(3)
+    summary = campaign.run(simulator, token="4")
+    assert summary.exit_code == 0 and summary.counts[JobState.DONE] == 3
+    ids = {job.request_id for job in campaign.jobs()}
+    assert len(ids) == 3 and all("4" in rid and "redacted" not in rid for rid in ids)
+    assert simulator.stats().requests["submit"] == 3
+
+
 def test_insufficient_balance_stops_submitting_but_finishes_jobs_in_flight(campaign_factory, make_simulator):
     """400002 stops new submissions for the run; what RunComfy already has is still collected."""
     simulator = make_simulator(balance=3.0)

@@ -29,6 +29,7 @@ from batchrun.retry import RetryPolicy
 
 TOKEN = "sk-live-TOPSECRET-123"
 BASE = "https://api.test"
+MODEL = "kling/kling-3.0/pro/text-to-video"
 POLICY = RetryPolicy(max_attempts=4, base=1, cap=4, max_elapsed=None, jitter=False)
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -635,6 +636,66 @@ def test_echoed_token_never_reaches_a_stored_field() -> None:
     assert TOKEN not in text and TOKEN[:8] not in text
     assert "Bearer [redacted]" in reports[0].error  # type: ignore[index,attr-defined]
     assert reports[0].status == "failed"  # type: ignore[index,attr-defined]
+
+
+@pytest.mark.parametrize("token", [TOKEN, "t", "req-1"])
+def test_ids_and_urls_are_read_as_sent_whatever_the_token_holds(token: str) -> None:
+    """Redaction is for text that leaves the client, never for what later requests use: a
+    request id or an output URL that happens to hold the token (`req-1`, or the letter `t` of a
+    test token) is kept exactly, so the job is polled and fetched at the right address. A token
+    too short to tell from words (`t`) does not garble messages either; a real one is redacted."""
+    request_id = f"req-1-{TOKEN}"
+    video = f"https://cdn.test/{TOKEN}/req-1.mp4?t=1"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return ok(request_id=request_id, status_url="https://x.test/status")
+        if request.url.params.get("failed"):
+            return ok(request_id=request_id, status="failed", error=f"the prompt was rejected ({TOKEN})")
+        return ok(request_id=request_id, status="completed", output={"video": video})
+
+    rec = Recorder(answer)
+
+    async def main() -> list[object]:
+        async with RunComfyClient(BASE, token, retry=POLICY, sleep=rec.sleep, transport=httpx.MockTransport(rec)) as c:
+            submission = await c.submit(MODEL, {"prompt": "a"})
+            done = await c.result(submission.request_id)
+            c._http.params = httpx.QueryParams(failed="1")  # type: ignore[attr-defined]
+            failed = await c.result(submission.request_id)
+            return [submission, done, failed]
+
+    submission, done, failed = run(main)  # type: ignore[misc]
+    assert submission.request_id == request_id and done.output_urls == (video,)
+    assert rec.requests[1].url.path == f"/v1/requests/{request_id}/result"
+    hidden = "[redacted]" if token == TOKEN else TOKEN
+    assert failed.error == f"the prompt was rejected ({hidden})"
+
+
+@pytest.mark.parametrize("code", [500001, 429, 422001])
+def test_a_2xx_submit_answer_naming_a_request_id_is_a_created_job_despite_an_error_code(code: int) -> None:
+    """`200 {"request_id": "r1", "error_code": 500001}`: the id says the job exists (and is
+    billed), so it is taken and polled, never posted again as if refused."""
+    rec = Recorder(lambda request: ok(request_id="r1", status="in_queue", error_code=code, error_message="degraded"))
+
+    async def main() -> object:
+        async with client_for(rec) as client:
+            return await client.submit(MODEL, {"prompt": "a"})
+
+    assert run(main).request_id == "r1"  # type: ignore[attr-defined]
+    assert len(rec.requests) == 1
+
+
+@pytest.mark.parametrize(("code", "error"), [(401001, AuthError), (400002, InsufficientBalanceError)])
+def test_a_2xx_submit_answer_refusing_the_token_or_the_balance_still_stops_the_run(code: int, error: type) -> None:
+    """The run-wide refusals keep their meaning even beside a request id."""
+    rec = Recorder(lambda request: ok(request_id="r1", error_code=code, error_message="no"))
+
+    async def main() -> None:
+        async with client_for(rec) as client:
+            await client.submit(MODEL, {"prompt": "a"})
+
+    with pytest.raises(error):
+        run(main)
 
 
 def test_echoed_token_never_reaches_an_exception() -> None:
