@@ -112,7 +112,8 @@ class Polling:
             report = await self._check(tracked)
         except (RequestNotFoundError, ForbiddenError) as error:  # documented: this request is gone for us
             self._finish_at_runcomfy(tracked)
-            self._fail_tracked(tracked, f"RunComfy no longer knows request {tracked.request_id}: {message_of(error)}")
+            why = "refuses to show" if isinstance(error, ForbiddenError) else "no longer knows"
+            self._fail_tracked(tracked, f"RunComfy {why} request {tracked.request_id}: {message_of(error)}")
             return
         except AuthError as error:
             self._auth_failed(error)

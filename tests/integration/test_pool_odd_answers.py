@@ -114,11 +114,13 @@ def test_a_bare_404_on_a_poll_is_asked_again_before_the_paid_job_is_failed(isola
     assert script.polls == 2 and script.status_polls == 2
 
 
-def test_the_documented_unknown_request_code_fails_the_job_at_once(isolated_env):
-    """404001 means the request is gone: the job fails after one poll, with the server's message."""
-    script = Script([(404, {"error_code": 404001, "error_message": "request expired"})])
+@pytest.mark.parametrize(("code", "said"), [(404001, "no longer knows"), (403001, "refuses to show")])
+def test_the_documented_unknown_request_code_fails_the_job_at_once(isolated_env, code, said):
+    """404001 means the request is gone, 403001 that it is another account's: the job fails after
+    one poll, saying which, with the server's message."""
+    script = Script([(code // 1000, {"error_code": code, "error_message": "request expired"})])
     summary, job = run_one(isolated_env, script)
-    assert job.state is JobState.FAILED and "expired" in job.error
+    assert job.state is JobState.FAILED and "expired" in job.error and f"RunComfy {said} request" in job.error
     assert script.polls == 1
 
 
