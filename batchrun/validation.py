@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +116,11 @@ def item_schema(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if items and all(isinstance(v, Mapping) for v in items.values()):
         return {"type": "object", "properties": items}
     return items
+
+
+def _visible(char: str) -> bool:
+    """A character that shows: not a space, a format character (U+200B) or a combining mark."""
+    return not char.isspace() and unicodedata.category(char) not in ("Cf", "Mn", "Me", "Cc", "Zs")
 
 
 def _is_url_field(name: str | int | None, schema: Mapping[str, Any]) -> bool:
@@ -225,6 +231,8 @@ def _check(schema: Mapping[str, Any], value: Any, path: Path_, issues: list[Fiel
     elif isinstance(value, str):
         if name == "prompt" and not value.strip():
             issues.append(FieldIssue(path, "must not be empty"))
+        elif name == "prompt" and not any(_visible(c) for c in value):
+            issues.append(FieldIssue(path, "has no visible character (only invisible or combining marks)"))
         elif _is_url_field(name, schema) and schema.get("type", "string") == "string":
             message = url_problem(value)
             if message:

@@ -284,7 +284,7 @@ class Plan:
         explicit = source.id_template is not None
         if explicit and not ID_PATTERN.match(base_id):
             sink.add(source.id_location or source.location, "id",
-                     f"id `{base_id}` may only use letters, digits, `.`, `_` and `-`")
+                     f"id `{base_id}` may only use ASCII letters, digits, `.`, `_` and `-`")
             return base_id, False
         folded = file_system_name(base_id)
         if folded in seen:
@@ -393,7 +393,7 @@ def unsafe_name(name: str) -> str | None:
     if not name:
         return "is empty"
     if len(name) > 200:
-        return "is longer than 200 characters"
+        return "is longer than 200 characters in all (folders included)"
     if any(len(part.encode("utf-8")) > 200 for part in name.split("/")):
         # file systems allow 255 bytes per name, and batchrun adds `.json.part`, `.rev2`, `~2`
         return "has a file or folder name longer than 200 bytes (UTF-8); file systems refuse it"
@@ -406,8 +406,10 @@ def unsafe_name(name: str) -> str | None:
     for segment in name.split("/"):
         if segment == "..":
             return "must not contain `..`"
-        if segment in ("", "."):
-            return "has an empty path segment"
+        if segment == ".":
+            return "has a `.` folder (`./`); write the path without it"
+        if segment == "":
+            return "has an empty path segment (`//`, or `/` at the end)"
         if segment[-1] in ". ":
             return "must not end a name with a dot or space"
         if segment.split(".")[0].rstrip().upper() in RESERVED_NAMES:

@@ -234,7 +234,7 @@ def test_duplicate_ids(tmp_path: Path) -> None:
     """)
     assert lines(path) == [
         f"{path}:5:10: id: duplicate id `Hero` (also line 4)",
-        f"{path}:7:10: id: id `bad id` may only use letters, digits, `.`, `_` and `-`",
+        f"{path}:7:10: id: id `bad id` may only use ASCII letters, digits, `.`, `_` and `-`",
     ]
 
 
@@ -370,6 +370,7 @@ def test_filename_template(tmp_path: Path) -> None:
         ("{id}.", "dot or space"),
         ("{id}.mp4 ", "dot or space"),
         ("a//{id}.mp4", "empty path segment"),
+        ("./{id}.mp4", "write the path without it"),
         ("x" * 201, "longer than 200"),
         ("C:/{id}.mp4", "relative path"),
         ("{id}\\t.mp4", "control character"),
