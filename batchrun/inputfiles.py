@@ -22,7 +22,11 @@ def read_input_file(path: Path, limit: int = MAX_INPUT_BYTES) -> tuple[bytes | N
                 return None, "not a regular file"
             if info.st_size > limit:
                 return None, f"larger than {limit >> 20:,} MB"
-            return handle.read(limit + 1), ""
+            # read(limit + 1) would reserve the whole limit (1 GB) up front for any manifest
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:  # it grew while being read: the rest, within the limit
+                data += handle.read(limit + 1 - len(data))
+            return data, ""
     except OSError as error:
         return None, error.strerror or str(error)
     except ValueError:  # an embedded NUL character in the path

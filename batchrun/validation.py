@@ -141,6 +141,8 @@ def _local_host(host: str) -> bool:
     host = host.rstrip(".")
     if host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES):
         return True
+    if not _MAYBE_ADDRESS.match(host):
+        return False  # a domain name: whether it is public is RunComfy's to find out
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     except ValueError:
@@ -168,12 +170,18 @@ def _inet_aton(host: str) -> int:
     return value * 256 ** (4 - len(head)) + last
 
 
+_SPACE = re.compile(r"\s")  #: what str.isspace() calls a space, found in C rather than per character
+#: what an IP address (v4 in any inet_aton form, v6, a zone) may be made of; a host with another
+#: character is a domain name, whose check needs no ipaddress parse (and its exception)
+_MAYBE_ADDRESS = re.compile(r"[0-9a-fA-FxX.:]+(?:%.*)?\Z", re.DOTALL)
+
+
 def url_problem(value: str) -> str | None:
     """Why RunComfy could not fetch ``value`` (an https URL to a public host), or None when it could.
 
     API.md: "Media inputs must be publicly reachable HTTPS URLs". Never raises.
     """
-    if any(c.isspace() for c in value):
+    if _SPACE.search(value):
         return f"must be an https URL without spaces (got {show(value)})"
     try:
         parts = urlsplit(value)

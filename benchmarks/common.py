@@ -124,6 +124,18 @@ def write_matrix_manifest(folder: Path, jobs: int, *, name: str = "scale") -> Pa
     return path
 
 
+def write_csv_manifest(folder: Path, jobs: int, *, name: str = "rows") -> Path:
+    """An image-to-video CSV manifest of ``jobs`` rows, one job each (id, prompt, image, options),
+    as a catalogue export would be: run with ``--model kling/kling-3.0/standard/image-to-video``."""
+    path = folder / f"{name}.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write("id,prompt,start_image_url,duration,generate_audio\n")
+        for i in range(jobs):
+            handle.write(f'p{i},"Product {i}, rotating slowly on a white pedestal, soft light",'
+                         f"https://cdn.example.com/img/{i}.png,5,false\n")
+    return path
+
+
 def cpu_seconds() -> float:
     """user + sys CPU of this process (every thread) so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

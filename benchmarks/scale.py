@@ -3,6 +3,8 @@
 - **plan + insert**: ``batchrun plan MANIFEST --db DB --json`` as a child process (a fresh
   database): wall time and peak RSS from ``os.wait4`` (what ``/usr/bin/time -v`` reports).
   The manifest is a 50 x 50 x 40 text-to-video matrix. A second plan (nothing changed) is shown too.
+  The same for a 100,000-row image-to-video CSV (one job per row, each with its own id, prompt
+  and image URL), the other way a big campaign is written.
 - **status start-up**: in a fresh child process, the time from opening the store to having the
   counts a ``status`` screen shows (``open_store`` + ``count_by_state`` + ``committed_cost``),
   imports excluded (the child's whole wall time is in the details).
@@ -26,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import PYTHON, Result, run_measured, write_matrix_manifest
+from benchmarks.common import PYTHON, Result, run_measured, write_csv_manifest, write_matrix_manifest
 
 
 def prepare_mid_run(db: Path, *, done_fraction: float = 0.5, in_flight: int = 50) -> None:
@@ -135,6 +137,18 @@ def run(quick: bool) -> list[Result]:
             Result("d. plan+insert 100k jobs: time" if not quick else "d. plan+insert 10k jobs: time",
                    round(first.wall, 3), "s", 10.0, details=details),
             Result("d. plan+insert: peak RSS", round(first.max_rss / 2**20, 1), "MB", 300.0, details=details),
+        ]
+        rows = write_csv_manifest(folder, jobs)
+        csv_plan = run_measured([PYTHON, "-m", "batchrun", "plan", str(rows), "--db", str(folder / "rows.db"),
+                                 "--model", "kling/kling-3.0/standard/image-to-video", "--json"], cwd=root)
+        if csv_plan.returncode != 0:
+            raise RuntimeError(f"batchrun plan of the CSV failed: {csv_plan.stdout[-2000:]}")
+        csv_details = {"jobs": json.loads(csv_plan.stdout)["counts"]["new"], "cpu_s": round(csv_plan.cpu, 3)}
+        results += [
+            Result(f"d. plan+insert {jobs // 1000}k-row CSV: time", round(csv_plan.wall, 3), "s", 10.0,
+                   details=csv_details),
+            Result("d. plan+insert CSV: peak RSS", round(csv_plan.max_rss / 2**20, 1), "MB", 300.0,
+                   details=csv_details),
         ]
         status = _probe("probe-status", db)
         results.append(Result("d. status start-up", round(status["seconds"], 3), "s", 1.0, details=status))

@@ -11,9 +11,9 @@ name starts with ``_`` are ignored (notes, or the metadata columns of ``batchrun
 from __future__ import annotations
 
 import csv
-import io
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from batchrun.errors import Location, Problem
@@ -44,18 +44,21 @@ class Table:
     rows: list[Row]
     problems: list[Problem]
     header_line: int = 1
+    row_count: int = 0
 
     def header_location(self, name: str) -> Location:
         return Location(self.path, self.header_line, self.header_columns.get(name, 1))
 
 
-def read_table(text: str, path: str) -> Table:
-    """Split CSV ``text`` into rows; every structural problem is in ``Table.problems``."""
+def read_table(text: str, path: str, on_row: Callable[[Table, Row], None] | None = None) -> Table:
+    """Split CSV ``text`` into rows; every structural problem is in ``Table.problems``. With
+    ``on_row``, each row goes to it as it is read, rather than into ``Table.rows`` (a 100,000-row
+    file then never holds every row's texts beside what is made of them)."""
     problems: list[Problem] = []
     table = Table(path=path, headers=[], header_columns={}, rows=[], problems=problems)
     # strict: a quote left open or a stray quote in a quoted cell is an error, not a silent repair
     # (an open quote used to swallow every later row into one cell)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter_of(text), strict=True)
+    reader = csv.reader(_lines(text), delimiter=delimiter_of(text), strict=True)
     start = 1
     try:
         if excel_separator(text) is not None:
@@ -124,10 +127,23 @@ def read_table(text: str, path: str) -> Table:
                     row.unreadable.add(name)
                     continue
                 row.cells[name] = (text_value, column)
-            table.rows.append(row)
+            table.row_count += 1
+            if on_row is None:
+                table.rows.append(row)
+            else:
+                on_row(table, row)
     except csv.Error as error:
         problems.append(Problem(Location(path, start, None), "", _csv_error(str(error))))
     return table
+
+
+#: a line with its end (``\r\n``, ``\r`` or ``\n``), as ``io.StringIO(text, newline="")`` splits
+#: them, which would copy the whole text into 4 bytes per character first
+_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    return (match.group() for match in _LINE.finditer(text))
 
 
 def delimiter_of(text: str) -> str:

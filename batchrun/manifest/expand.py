@@ -65,7 +65,7 @@ class Sink:
         return found
 
 
-@dataclass
+@dataclass(slots=True)
 class Source:
     """One job as written: a ``jobs:`` entry, a CSV row, or (matrix without jobs) the defaults."""
 

@@ -80,19 +80,22 @@ class JobSourceReader(LoadContext):
             self.problem(where, "csv", f"cannot read the CSV file `{display}`: {why}")
             return []
         text, bad = decode_text(data, display)
+        del data  # the text is all that is read from here on
         if bad is not None or text is None:
             if bad:
                 self.sink.extend([bad])
             return []
-        table = csvrows.read_table(text, display)
-        self.sink.extend(table.problems)
-        if not table.rows and not table.problems:
-            self.problem(Location(display, table.header_line, 1), "", "the CSV file has no rows (only a header)")
         sources = []
-        for row in table.rows:
+
+        def take(table: csvrows.Table, row: csvrows.Row) -> None:
             source = self.csv_source(table, row, default_takes, default_model, model_location)
             if source is not None:
                 sources.append(source)
+
+        table = csvrows.read_table(text, display, on_row=take)
+        self.sink.extend(table.problems)
+        if not table.row_count and not table.problems:
+            self.problem(Location(display, table.header_line, 1), "", "the CSV file has no rows (only a header)")
         return sources
 
     def csv_source(self, table: csvrows.Table, row: csvrows.Row, default_takes: int, default_model: str | None,
@@ -138,11 +141,29 @@ class JobSourceReader(LoadContext):
             fields[name] = self.checked(value, lambda sub, here=here: here, (name,))
         if resolved is None or not ok or self.template_failed:
             return None
-        columns = {name: column for name, (_, column) in row.cells.items()}
+        cells = _RowCells(table.path, table.header_line, table.header_columns, row.line)
         return Source(
             fields=fields, model=resolved[0], info=info, takes=takes, location=location,
-            locate=lambda p: Location(path, row.line, columns.get(p[0], 1)) if p else location,
-            id_template=id_template, id_location=cell("id") if "id" in row.cells else None, csv=True,
-            field_origin=lambda p: table.header_location(p[0]) if p else location,
-            unreadable=frozenset(unreadable),
+            locate=cells.locate, id_template=id_template, id_location=cell("id") if "id" in row.cells else None,
+            csv=True, field_origin=cells.header, unreadable=frozenset(unreadable),
         )
+
+
+class _RowCells:
+    """Where a CSV row's fields are: a field's cell (its column on the row's line), or its header.
+
+    One per row, kept as long as the campaign: it holds the table's shared column numbers and the
+    row's line, never the row itself (whose texts would stay in memory beside the typed values)."""
+
+    __slots__ = ("path", "header_line", "columns", "line")
+
+    def __init__(self, path: str, header_line: int, columns: dict[str, int], line: int) -> None:
+        self.path, self.header_line, self.columns, self.line = path, header_line, columns, line
+
+    def locate(self, field_path: tuple[Any, ...]) -> Location:
+        return Location(self.path, self.line, self.columns.get(field_path[0], 1) if field_path else 1)
+
+    def header(self, field_path: tuple[Any, ...]) -> Location:
+        if not field_path:
+            return Location(self.path, self.line, 1)
+        return Location(self.path, self.header_line, self.columns.get(field_path[0], 1))

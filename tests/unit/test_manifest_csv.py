@@ -112,6 +112,19 @@ def test_spaces_after_the_separator_around_a_choice_or_a_url_are_layout(tmp_path
     assert job.input == {"prompt": " a dog ", "aspect_ratio": "9:16"}
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_every_line_ending_reads_the_same_rows_at_the_same_lines(tmp_path: Path, end: str) -> None:
+    """Unix, Windows and old Mac line endings, a quoted cell spanning two lines: the same jobs,
+    and a later mistake is told at its real line."""
+    rows = ["prompt,duration", '"a cat', 'at night",4', "", "a dog,x"]
+    path = csv_file(tmp_path, end.join(rows) + end)
+    [line] = lines(path, model=T2V)
+    assert line.startswith(f"{path}:5:2: duration: expected an integer")
+    path.write_text(end.join(rows[:-1]) + end, encoding="utf-8", newline="")
+    (job,) = load_campaign(path, model=T2V).jobs()
+    assert job.input == {"prompt": f"a cat{end}at night", "duration": 4}
+
+
 def test_a_control_character_in_a_header_is_located(tmp_path: Path) -> None:
     """An invisible control character in a column name is named at its column, not reported as
     an unknown field that looks like a known one."""
