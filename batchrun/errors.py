@@ -137,7 +137,10 @@ class ApiError(BatchrunError):
 
 
 class TransientApiError(ApiError):
-    """RunComfy is temporarily unavailable; the request will be retried."""
+    """RunComfy is temporarily unavailable.
+
+    An error it may recover from (a 5xx, 500001, no answer): the caller retries, and the message,
+    shown once the retries are spent, promises nothing more."""
 
 
 class RateLimitedError(TransientApiError):

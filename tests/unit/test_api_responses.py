@@ -368,6 +368,13 @@ def test_retry_after_is_read_on_5xx() -> None:
     assert coded.retry_after == 4  # type: ignore[union-attr]
 
 
+def test_a_temporary_failure_says_what_happened_not_what_will_happen() -> None:
+    """The message of a 5xx is shown once retries are spent too (a cancel that kept failing): it
+    must not promise another try."""
+    error = classify_error(200, {}, body(error_code=500001, error_message="degraded"))
+    assert error.message == "RunComfy is temporarily unavailable: degraded (HTTP 200, error_code 500001)"  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("status", "payload"),
     [(429, b""), (429, body(message="Too many requests (HTTP 429)")), (429, body(error_code=429))],
