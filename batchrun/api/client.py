@@ -32,9 +32,10 @@ poll only for the published codes 404001 / 403001 / 403003 (the id is gone for s
 ``TransientApiError`` (retries exhausted; the job stays as it was), ``SubmitOutcomeUnknown``.
 Transport errors are wrapped in ``TransientApiError`` (``__cause__`` kept).
 
-The token never leaves the client in anything the server said: the free text of every answer
-is redacted (the token, and ``Bearer <anything>``) before it is parsed, and every error on its
-way out; the ids and URLs later requests use are read exactly as sent. Relative output URLs are resolved against
+The token never leaves the client in anything the server said: every answer body is redacted
+(the token, and ``Bearer <anything>``) before it is classified or parsed, and every error
+message is redacted again on the way out (a token shorter than 8 characters is not searched
+for: `t` would rewrite `request_id` itself). Relative output URLs are resolved against
 ``base_url``.
 
 CPU per request (httpx costs 1.7-2 ms of it on a slow 2-core machine): at most
@@ -85,7 +86,6 @@ from batchrun.errors import (
     AuthError,
     BatchrunError,
     ConfigError,
-    InsufficientBalanceError,
     PermanentApiError,
     RateLimitedError,
     RequestNotFoundError,
@@ -101,11 +101,6 @@ USER_AGENT = f"batchrun/{__version__}"
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 ENDPOINTS = ("submit", "status", "result", "cancel")
-
-#: answer fields that later requests (and downloads) use: kept exactly as sent, never redacted
-#: (the id a poll answer repeats is only told: the job's is the one the submit answer gave)
-_SUBMIT_PROTOCOL = frozenset({"request_id"})
-_POLL_PROTOCOL = frozenset({"output"})
 
 #: gateway answers sent after the origin had the request: 504 Gateway Timeout, and the
 #: Cloudflare-style 520 (the origin's answer was unusable) and 524 (the origin took too long)
@@ -306,7 +301,7 @@ class RunComfyClient:
             if problem is not None and not _names_a_created_job(response, data, problem):
                 raise problem
             try:
-                return parse_submission(self._parsable(data, _SUBMIT_PROTOCOL))
+                return parse_submission(data)
             except SubmitOutcomeUnknown as error:
                 raise SubmitOutcomeUnknown(
                     f"{error.message} (HTTP {response.status_code})", status_code=response.status_code
@@ -317,12 +312,12 @@ class RunComfyClient:
     async def status(self, request_id: str) -> StatusReport:
         """A job's status (and queue position while queued)."""
         data = await self._call("status", "GET", protocol.status_path(_quote_id(request_id)), about=request_id)
-        return parse_status(self._parsable(data), request_id, base_url=self.base_url)
+        return parse_status(data, request_id, base_url=self.base_url)
 
     async def result(self, request_id: str) -> ResultReport:
         """A job's status and, once completed, its output URLs; the cheap way to poll."""
         data = await self._call("result", "GET", protocol.result_path(_quote_id(request_id)), about=request_id)
-        return parse_result(self._parsable(data), request_id, base_url=self.base_url)
+        return parse_result(data, request_id, base_url=self.base_url)
 
     async def cancel(self, request_id: str) -> CancelReport:
         """Ask RunComfy to cancel a job (only queued jobs can be); safe to repeat.
@@ -331,7 +326,7 @@ class RunComfyClient:
         then has neither outcome nor status, and the caller asks ``status`` for the truth.
         """
         data = await self._call("cancel", "POST", protocol.cancel_path(_quote_id(request_id)), empty_ok=True)
-        return parse_cancel(self._parsable(data), request_id)
+        return parse_cancel(data, request_id)
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -345,24 +340,17 @@ class RunComfyClient:
             raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    @staticmethod
-    def _read(response: httpx.Response) -> tuple[Any, Any]:
-        """The decoded JSON, and the body to classify (that JSON, or the text), exactly as sent:
-        ids and URLs are parsed from them (a token such as `req-1` must not rewrite `request_id`).
-        What leaves the client as text is redacted: errors in ``_run``, answers in ``_parsable``."""
-        data = decode_body(response.content, response.charset_encoding)
+    def _read(self, response: httpx.Response) -> tuple[Any, Any]:
+        """The decoded JSON (redacted), and the body to classify (that JSON, or redacted text).
+
+        Everything is redacted, ids and URLs too: the token must reach no database or export,
+        even echoed by a server. A real token (8 characters or more, see ``redact``) is never in
+        an id by chance; a test token such as `t`, which would be, is not searched for."""
+        data = redact_value(decode_body(response.content, response.charset_encoding), self._token)
         if isinstance(data, Mapping | list):
             return data, data
-        return data, response.content.decode("utf-8", "replace")
-
-    def _parsable(self, data: Any, protocol_fields: frozenset[str] = _POLL_PROTOCOL) -> Any:
-        """``data`` with the server's free text redacted (an error, a status word, whatever else it
-        sent), before any of it is cut to length or stored; ``protocol_fields``, which later requests
-        and downloads use, stay exactly as RunComfy sent them."""
-        if not isinstance(data, Mapping):
-            return data
-        return {key: value if key in protocol_fields else redact_value(value, self._token)
-                for key, value in data.items()}
+        text = response.content.decode("utf-8", "replace")
+        return data, redact(text, self._token) if text else text
 
     def _scrub_error(self, error: BatchrunError) -> None:
         """The last line of defence: nothing an error carries out of the client holds the token."""
@@ -444,17 +432,18 @@ class RunComfyClient:
 
 
 def _names_a_created_job(response: httpx.Response, data: Any, problem: BaseException) -> bool:
-    """Whether a submit answer marked as an error still says the job was created: a 2xx naming a
-    ``request_id`` (``{"request_id": "...", "error_code": 500001}``). Taken as created, the job is
-    polled, and the poll tells its fate; taken as refused, it would be posted and paid again.
-    A refused token or an empty balance is still the run's business."""
+    """Whether a submit answer marked as a temporary failure still says the job was created: a
+    2xx naming a ``request_id`` (``{"request_id": "...", "error_code": 500001}``). Taken as
+    created, the job is polled, and the poll tells its fate; taken as refused, it would be posted
+    and paid again. A refusal of the job itself (422001, 400001, 403001) or of the run (a token,
+    the balance) keeps its meaning: nothing is generated for it."""
     return (
         response.is_success
+        and isinstance(problem, TransientApiError)
         and isinstance(data, Mapping)
         and isinstance(data.get("request_id"), str | int)
         and not isinstance(data.get("request_id"), bool)
         and bool(str(data.get("request_id")).strip())
-        and not isinstance(problem, AuthError | InsufficientBalanceError)
     )
 
 
