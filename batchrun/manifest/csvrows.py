@@ -50,15 +50,17 @@ class Table:
         return Location(self.path, self.header_line, self.header_columns.get(name, 1))
 
 
-def read_table(text: str, path: str, on_row: Callable[[Table, Row], None] | None = None) -> Table:
+def read_table(text: str, path: str, on_row: Callable[[Table, Row], None] | None = None,
+               delimiter: str | None = None) -> Table:
     """Split CSV ``text`` into rows; every structural problem is in ``Table.problems``. With
     ``on_row``, each row goes to it as it is read, rather than into ``Table.rows`` (a 100,000-row
-    file then never holds every row's texts beside what is made of them)."""
+    file then never holds every row's texts beside what is made of them). ``delimiter``: the
+    separator when the file's name says it (a `.tsv`), else it is guessed from the header."""
     problems: list[Problem] = []
     table = Table(path=path, headers=[], header_columns={}, rows=[], problems=problems)
     # strict: a quote left open or a stray quote in a quoted cell is an error, not a silent repair
     # (an open quote used to swallow every later row into one cell)
-    reader = csv.reader(_lines(text), delimiter=delimiter_of(text), strict=True)
+    reader = csv.reader(_lines(text), delimiter=delimiter or delimiter_of(text), strict=True)
     start = 1
     try:
         if excel_separator(text) is not None:

@@ -92,7 +92,8 @@ class JobSourceReader(LoadContext):
             if source is not None:
                 sources.append(source)
 
-        table = csvrows.read_table(text, display, on_row=take)
+        tabs = "\t" if csv_path.suffix.lower() == ".tsv" and csvrows.excel_separator(text) is None else None
+        table = csvrows.read_table(text, display, on_row=take, delimiter=tabs)
         self.sink.extend(table.problems)
         if not table.row_count and not table.problems:
             self.problem(Location(display, table.header_line, 1), "", "the CSV file has no rows (only a header)")

@@ -94,10 +94,13 @@ def test_excels_sep_line_names_the_separator_and_is_no_row(tmp_path: Path, first
 
 
 def test_a_tsv_file_is_a_manifest_too(tmp_path: Path) -> None:
-    """`batchrun run shots.tsv` reads it as a table, not as YAML."""
+    """`batchrun run shots.tsv` reads it as a table, not as YAML, separated by tabs whatever
+    the header holds (TSV does not quote: `_notes, misc` is one column name)."""
     path = csv_file(tmp_path, 'prompt\tduration\n"a, b"\t5\n', name="shots.tsv")
     campaign = load_campaign(path, model=T2V)
     assert campaign.name == "shots" and [job.input for job in campaign.jobs()] == [{"prompt": "a, b", "duration": 5}]
+    path.write_text("prompt\t_notes, misc\na cat, a dog\tx\n", encoding="utf-8")
+    assert [job.input for job in load_campaign(path, model=T2V).jobs()] == [{"prompt": "a cat, a dog"}]
 
 
 def test_spaces_after_the_separator_around_a_choice_or_a_url_are_layout(tmp_path: Path) -> None:
