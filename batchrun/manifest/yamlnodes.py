@@ -246,6 +246,12 @@ class _Converter:
                 except (yaml.YAMLError, ValueError, OverflowError):
                     self.problem(node, f"cannot read the value `{node.value[:40]}`")
                     return None
+                if isinstance(value, str) and _SURROGATE.search(value):
+                    value = _joined_surrogates(value)
+                    if _SURROGATE.search(value):
+                        self.problem(node, "the text holds half of a character escaped as two (a lone `\\ud800`-"
+                                           "`\\udfff`); write the character itself")
+                        return None
                 control = control_character(value) if isinstance(value, str) else None
                 if control:  # written as an escape (`"\e[31m"`, `"\0"`): the raw byte is refused by the reader
                     self.problem(node, f"the text holds {control} (an escape such as \\e or \\0)")
@@ -307,6 +313,15 @@ def _rough_depth(text: str) -> int:
     return deepest + dashes
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _joined_surrogates(text: str) -> str:
+    """``text`` with each pair of surrogate halves (a `\\ud83c\\udfac` escape) made the one character
+    it means; a lone half stays (and is refused by the caller)."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
 #: YAML 1.1 (PyYAML) counts NEL, LS and PS as line breaks: every line number after one would be
 #: off by one, and a NEL inside a quoted string would be folded into a space. YAML 1.2 reads them
 #: as ordinary characters; so does batchrun, by parsing with stand-ins (noncharacters that no
@@ -326,40 +341,30 @@ def _restored(value: Any) -> Any:
     return value
 
 
-#: JSON writes a character beyond U+FFFF as two escapes, `"\ud83c\udfac"` (Python's json.dumps
-#: does by default); PyYAML refuses them. An escape preceded by an even number of backslashes.
-_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)
-
-
-def _joined_surrogates(text: str) -> str:
-    """``text`` with each escaped surrogate pair written as the one `\\UXXXXXXXX` escape it means."""
-    def one(match: re.Match[str]) -> str:
-        high, low = int(match[2], 16), int(match[3], 16)
-        return f"{match[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08X}"
-    return _SURROGATE_PAIR.sub(one, text)
-
-
 def parse(text: str, path: str) -> Document:
     """Parse YAML ``text``; syntax errors and the other refusals are in ``Document.problems``."""
     doc = _parse_swapped(text, path)
-    if doc.problems and "Unicode character escape" in doc.problems[0].message and _SURROGATE_PAIR.search(text):
-        # only then: in a plain or single-quoted scalar the same characters are literal text
-        doc = _parse_swapped(_joined_surrogates(text), path)
+    if doc.problems and "Unicode character escape" in doc.problems[0].message:
+        # JSON writes a character beyond U+FFFF as two escapes, `"\ud83c\udfac"` (json.dumps
+        # does by default), which LibYAML refuses; PyYAML's own reader takes each half, and the
+        # converter joins them (only escapes of double-quoted strings are read so, and the
+        # text, so every line and column, is the file's)
+        doc = _parse_swapped(text, path, loader=_PyLoader)
     return doc
 
 
-def _parse_swapped(text: str, path: str) -> Document:
+def _parse_swapped(text: str, path: str, loader: type | None = None) -> Document:
     swapped = any(c in text for c in _STAND_INS) and not any(c in text for c in _STAND_INS.values())
-    doc = _parse(text.translate(_TO_STAND_INS) if swapped else text, path)
+    doc = _parse(text.translate(_TO_STAND_INS) if swapped else text, path, loader)
     if swapped:
         doc.value = _restored(doc.value)
     return doc
 
 
-def _parse(text: str, path: str) -> Document:
+def _parse(text: str, path: str, loader: type | None = None) -> Document:
     doc = Document(path=path, value=None, root=None)
     try:
-        root = yaml.compose(text, Loader=_Loader if _rough_depth(text) <= SAFE_C_DEPTH else _PyLoader)
+        root = yaml.compose(text, Loader=loader or (_Loader if _rough_depth(text) <= SAFE_C_DEPTH else _PyLoader))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)

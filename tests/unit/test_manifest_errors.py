@@ -180,6 +180,25 @@ def test_a_json_manifest_with_characters_beyond_the_bmp_loads_as_json_reads_it(t
     assert "\\ud83c\\udfac" in path.read_text()  # the file holds the escapes, not the character
     [spec] = list(load_campaign(path).jobs())
     assert spec.input["prompt"] == document["jobs"][0]["prompt"]
+    document["jobs"][0]["duration"] = 99  # a later mistake on that line is told at its own column
+    path.write_text(json.dumps(document), encoding="utf-8")
+    [line] = lines(path)
+    assert line.startswith(f"{path}:1:{path.read_text().index('99') + 1}: duration: must be between 3 and 15")
+    path.write_text('{"model": "%s", "jobs": [{"prompt": "\\ud83c alone"}]}' % T2V, encoding="utf-8")
+    assert "half of a character escaped as two" in lines(path)[0]
+
+
+def test_an_escape_outside_double_quotes_stays_text_beside_a_json_pair(tmp_path: Path) -> None:
+    """Only double-quoted strings read escapes: a single-quoted `\\ud83c\\udfac` is the text as
+    typed, even when a double-quoted pair elsewhere in the file is joined."""
+    path = write(tmp_path, f"""
+        model: {T2V}
+        jobs:
+          - prompt: "clap \\ud83c\\udfac"
+            negative_prompt: 'no \\ud83c\\udfac'
+        """)
+    [spec] = list(load_campaign(path).jobs())
+    assert spec.input == {"prompt": "clap 🎬", "negative_prompt": "no \\ud83c\\udfac"}
 
 
 def test_missing_manifest(tmp_path: Path) -> None:
