@@ -181,43 +181,58 @@ def _check_same_manifest(campaign: Campaign, store: Store) -> None:
         "or move the old manifest away if this one replaces it")
 
 
-def _names_in_common(campaign: Campaign, store: Store, other: CampaignRecord) -> tuple[str, int]:
-    """The first of this campaign's file names that ``other`` writes too, and how many there are
-    (as a file system that ignores case and normalization compares them)."""
-    theirs = {file_system_name(name) for name in store.output_names(other.id)}
+def _nesting(other_dir: str, output: Path) -> tuple[str, str] | None:
+    """How two output folders hold the same files: the prefixes that make this campaign's and the
+    other's file names relative to the outer folder (``("", "")`` for one folder), or None when
+    neither folder is inside the other."""
+    if _same_path(other_dir, str(output)):
+        return "", ""
+    other = Path(other_dir)
+    if output.is_relative_to(other):
+        return output.relative_to(other).as_posix() + "/", ""
+    if other.is_relative_to(output):
+        return "", other.relative_to(output).as_posix() + "/"
+    return None
+
+
+def _files_in_common(campaign: Campaign, store: Store, other: CampaignRecord, ours: str, theirs: str
+                     ) -> tuple[str, int]:
+    """The first of this campaign's files that ``other`` writes too (relative to the outer folder),
+    and how many there are, as a file system that ignores case and normalization compares them."""
+    taken = {file_system_name(theirs + name) for name in store.output_names(other.id)}
     first, count = "", 0
-    if theirs:
+    if taken:
         for spec in campaign.jobs():  # a second pass, only when another campaign shares the folder
-            if file_system_name(spec.output_name) in theirs:
-                first, count = first or spec.output_name, count + 1
+            if file_system_name(ours + spec.output_name) in taken:
+                first, count = first or ours + spec.output_name, count + 1
     return first, count
 
 
 def _check_shared_folder(campaign: Campaign, store: Store, output: Path) -> list[str]:
-    """Refuse a campaign whose output folder is another campaign's and that writes some of the
-    same file names: each run would take the other's files (keeping them aside as ``.kept``) and
-    download its own again. When the other campaign's manifest is not on this machine, it may be
-    another machine's folder of the same path: a note rather than a refusal. The same manifest
-    planned before under another ``name:`` is this campaign's past, not a rival."""
+    """Refuse a campaign that writes some of the files another campaign writes (one output folder,
+    or one inside the other's): each run would take the other's files (keeping them aside as
+    ``.kept``) and download its own again. When the other campaign's manifest is not on this
+    machine, it may be another machine's folder of the same path: a note rather than a refusal.
+    The same manifest planned before under another ``name:`` is this campaign's past, not a rival."""
     here = str(campaign.manifest_path)
     notes: list[str] = []
     for other in store.list_campaigns():
-        if other.name == campaign.name or not _same_path(other.output_dir, str(output)):
+        nesting = None if other.name == campaign.name else _nesting(other.output_dir, output)
+        if nesting is None or _same_path(other.manifest_path, here):
             continue
-        if _same_path(other.manifest_path, here):
-            continue
-        first, count = _names_in_common(campaign, store, other)
+        first, count = _files_in_common(campaign, store, other, *nesting)
         if not count:
             continue
         more = f" and {count - 1} more" if count > 1 else ""
+        where = Path(other.output_dir) if nesting[1] == "" else output
         if os.path.isfile(other.manifest_path):
             raise ConfigError(
-                f"{here}: output folder {output} is also campaign `{other.name}`'s (planned from "
-                f"{other.manifest_path}) and both write `{first}`{more}: each run would take the other's "
-                "files; give each campaign its own `output.dir` (or --out), or file names that differ")
+                f"{here}: campaign `{other.name}` (planned from {other.manifest_path}) writes the same files "
+                f"in {where}: `{first}`{more}; each run would take the other's files: give each campaign "
+                "its own `output.dir` (or --out), or file names that differ")
         notes.append(
             f"campaign `{other.name}` (planned from {other.manifest_path}, not on this machine) also writes "
-            f"`{first}`{more} in {output}: if both run on one machine they will take each other's files")
+            f"`{first}`{more} in {where}: if both run on one machine they will take each other's files")
     return notes
 
 

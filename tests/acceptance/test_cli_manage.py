@@ -421,9 +421,9 @@ def test_two_campaigns_of_one_database_writing_the_same_files_in_one_folder_are_
     db = str(isolated_env / "shared.db")
     first, second = manifest(isolated_env, 3, name="first"), manifest(isolated_env, 2, name="second")
     assert batchrun("plan", str(first), "--db", db).exit_code == 0
-    one_line_error(batchrun("plan", str(second), "--db", db), str(second), "campaign `first`'s",
+    one_line_error(batchrun("plan", str(second), "--db", db), str(second), "campaign `first`",
                    f"planned from {first}", "`clip0.mp4` and 1 more", "own `output.dir`")
-    one_line_error(batchrun("run", str(second), "--db", db, "--simulate"), "campaign `first`'s")
+    one_line_error(batchrun("run", str(second), "--db", db, "--simulate"), "campaign `first`")
     with open_store(resolve_db_url(db, None)) as store:
         assert store.get_campaign("second") is None
     first.write_text(first.read_text().replace("name: first", "name: renamed"))
@@ -436,6 +436,20 @@ def test_two_campaigns_of_one_database_writing_the_same_files_in_one_folder_are_
     result = batchrun("plan", str(second), "--db", db)
     assert result.exit_code == 0, result.output
     assert "campaign `first` (planned from" in result.output and "not on this machine" in result.output
+
+
+def test_a_campaign_writing_into_another_campaigns_folder_through_a_subfolder_is_refused(isolated_env):
+    """`output.dir: videos/sub` with `{id}.mp4` and `output.dir: videos` with `sub/{id}.mp4` are
+    the same files: refused whichever is planned second."""
+    db = str(isolated_env / "shared.db")
+    inner, outer = manifest(isolated_env, 2, name="inner"), manifest(isolated_env, 2, name="outer")
+    inner.write_text(inner.read_text().replace("output: {dir: videos}", "output: {dir: videos/sub}"))
+    outer.write_text(outer.read_text().replace("output: {dir: videos}", 'output: {dir: videos, filename: "sub/{id}.mp4"}'))
+    assert batchrun("plan", str(inner), "--db", db).exit_code == 0
+    one_line_error(batchrun("plan", str(outer), "--db", db), "campaign `inner`", "`sub/clip0.mp4` and 1 more")
+    other_db = str(isolated_env / "other.db")
+    assert batchrun("plan", str(outer), "--db", other_db).exit_code == 0
+    one_line_error(batchrun("plan", str(inner), "--db", other_db), "campaign `outer`", "`sub/clip0.mp4` and 1 more")
 
 
 def test_jsonl_export_streams_one_object_per_job(isolated_env):
