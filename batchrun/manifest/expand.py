@@ -57,6 +57,16 @@ class Sink:
         for p in problems:
             self.add(p.location, p.field, p.message)
 
+    def extend_first(self, problems: list[Problem]) -> None:
+        """Add ``problems`` ahead of those already collected, which the cap drops first: a CSV's
+        structure problems (a quote never closed) explain the row problems read before them."""
+        earlier, truncated = list(self.seen), self.truncated
+        self.seen, self.truncated = {}, False
+        self.extend(problems)
+        for key in earlier:
+            self.add(*key)
+        self.truncated = self.truncated or truncated
+
     def problems(self) -> list[Problem]:
         found = [Problem(*key) for key in self.seen]
         if self.truncated:

@@ -94,7 +94,7 @@ class JobSourceReader(LoadContext):
 
         tabs = "\t" if csv_path.suffix.lower() == ".tsv" and csvrows.excel_separator(text) is None else None
         table = csvrows.read_table(text, display, on_row=take, delimiter=tabs)
-        self.sink.extend(table.problems)
+        self.sink.extend_first(table.problems)  # read last, yet kept first when there are too many
         if not table.row_count and not table.problems:
             self.problem(Location(display, table.header_line, 1), "", "the CSV file has no rows (only a header)")
         return sources

@@ -128,6 +128,16 @@ def test_every_line_ending_reads_the_same_rows_at_the_same_lines(tmp_path: Path,
     assert job.input == {"prompt": f"a cat{end}at night", "duration": 4}
 
 
+def test_a_quote_never_closed_is_shown_even_after_a_thousand_row_problems(tmp_path: Path) -> None:
+    """The problem that explains the file (a quote left open on its last row) is kept when the
+    list is cut at 1,000 problems, though the rows before it were read first."""
+    rows = "".join(f"a{i},x\n" for i in range(1200))
+    path = csv_file(tmp_path, f'prompt,duration\n{rows}"never closed,4\n')
+    found = lines(path, model=T2V)
+    assert any(f"{path}:1202:" in line and "never closed" in line for line in found)
+    assert any(line.endswith("more not shown (fix these first)") for line in found)
+
+
 def test_a_control_character_in_a_header_is_located(tmp_path: Path) -> None:
     """An invisible control character in a column name is named at its column, not reported as
     an unknown field that looks like a known one."""
