@@ -118,9 +118,15 @@ def item_schema(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return items
 
 
+#: letters and symbols that show nothing: Hangul fillers, the blank braille pattern
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
 def _visible(char: str) -> bool:
-    """A character that shows: not a space, a format character (U+200B) or a combining mark."""
-    return not char.isspace() and unicodedata.category(char) not in ("Cf", "Mn", "Me", "Cc", "Zs")
+    """A character that shows: not a space, a format character (U+200B), a combining mark or a
+    blank glyph."""
+    return (not char.isspace() and char not in _BLANK_GLYPHS
+            and unicodedata.category(char) not in ("Cf", "Mn", "Me", "Cc", "Zs"))
 
 
 def _is_url_field(name: str | int | None, schema: Mapping[str, Any]) -> bool:

@@ -36,7 +36,8 @@ class BatchrunGroup(click.Group):
                 raise
             # a path the user gave that the system refuses (a name too long, a folder without
             # permission) and that no check before named: still one line, not a traceback
-            click.echo(f"batchrun: {error.filename}: {error.strerror or error}", err=True)
+            other = f" -> {error.filename2}" if error.filename2 is not None else ""
+            click.echo(f"batchrun: {error.filename}{other}: {error.strerror or error}", err=True)
             ctx.exit(2)
 
 

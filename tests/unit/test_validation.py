@@ -93,6 +93,17 @@ def test_t2v_bad_values(field: str, value: Any, needle: str) -> None:
     assert needle in found[field]
 
 
+@pytest.mark.parametrize("prompt", ["\u200b", "\u200d\u200b", "\u0301\u0301", "\u3164", "\u2800 \u115f"])
+def test_a_prompt_that_shows_nothing_is_refused(prompt: str) -> None:
+    """Zero-width, combining-only or blank-glyph prompts would be paid for and show nothing."""
+    assert issues(T2V, t2v(prompt=prompt)) == {"prompt": "has no visible character (only invisible or combining marks)"}
+
+
+@pytest.mark.parametrize("prompt", ["é", "☕", "a\u200b", "\u0301a", "日本"])
+def test_a_prompt_with_one_visible_character_is_fine(prompt: str) -> None:
+    assert issues(T2V, t2v(prompt=prompt)) == {}
+
+
 @pytest.mark.parametrize("value", [0, 1, 0.5, 0.0, 1.0])
 def test_float_type_accepts_int_and_float(value: float) -> None:
     """The published schema's non-standard type "float" accepts integers and floats in range."""
