@@ -126,7 +126,7 @@ def _visible(char: str) -> bool:
     """A character that shows: not a space, a format character (U+200B), a combining mark or a
     blank glyph."""
     return (not char.isspace() and char not in _BLANK_GLYPHS
-            and unicodedata.category(char) not in ("Cf", "Mn", "Me", "Cc", "Zs"))
+            and unicodedata.category(char) not in ("Cf", "Mn", "Me", "Cc"))
 
 
 def _is_url_field(name: str | int | None, schema: Mapping[str, Any]) -> bool:

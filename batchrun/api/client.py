@@ -81,6 +81,7 @@ from batchrun.api.responses import (
     parse_submission,
     redact,
     redact_value,
+    submitted_request_id,
 )
 from batchrun.errors import (
     AuthError,
@@ -437,14 +438,7 @@ def _names_a_created_job(response: httpx.Response, data: Any, problem: BaseExcep
     created, the job is polled, and the poll tells its fate; taken as refused, it would be posted
     and paid again. A refusal of the job itself (422001, 400001, 403001) or of the run (a token,
     the balance) keeps its meaning: nothing is generated for it."""
-    return (
-        response.is_success
-        and isinstance(problem, TransientApiError)
-        and isinstance(data, Mapping)
-        and isinstance(data.get("request_id"), str | int)
-        and not isinstance(data.get("request_id"), bool)
-        and bool(str(data.get("request_id")).strip())
-    )
+    return response.is_success and isinstance(problem, TransientApiError) and submitted_request_id(data) is not None
 
 
 def _tells_a_finished_job(endpoint: str, response: httpx.Response, data: Any, problem: BaseException,

@@ -602,15 +602,23 @@ def _answer_error(obj: Mapping[str, Any]) -> str | None:
     return _error_text(obj.get("error")) or _error_text(obj.get("error_message"))
 
 
+def submitted_request_id(data: Any) -> str | None:
+    """The ``request_id`` a submit answer names (a non-blank string or number), if any."""
+    request_id = data.get("request_id") if isinstance(data, Mapping) else None
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not str(request_id).strip():
+        return None
+    return str(request_id)  # exactly as given: it names the job in every later request
+
+
 def parse_submission(data: Any) -> Submission:
     """A submit answer; without a ``request_id`` the job may still exist: SubmitOutcomeUnknown."""
     if not isinstance(data, Mapping):
         raise SubmitOutcomeUnknown("RunComfy's submit answer was not a JSON object; the job may exist")
-    request_id = data.get("request_id")
-    if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not str(request_id).strip():
+    request_id = submitted_request_id(data)
+    if request_id is None:
         raise SubmitOutcomeUnknown("RunComfy's submit answer had no request_id; the job may exist")
     return Submission(
-        request_id=str(request_id),  # exactly as given: it names the job in every later request
+        request_id=request_id,
         status_url=_optional_str(data.get("status_url")),
         result_url=_optional_str(data.get("result_url")),
         cancel_url=_optional_str(data.get("cancel_url")),

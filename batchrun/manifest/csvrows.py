@@ -51,16 +51,16 @@ class Table:
 
 
 def read_table(text: str, path: str, on_row: Callable[[Table, Row], None] | None = None,
-               delimiter: str | None = None) -> Table:
+               tsv: bool = False) -> Table:
     """Split CSV ``text`` into rows; every structural problem is in ``Table.problems``. With
     ``on_row``, each row goes to it as it is read, rather than into ``Table.rows`` (a 100,000-row
-    file then never holds every row's texts beside what is made of them). ``delimiter``: the
-    separator when the file's name says it (a `.tsv`), else it is guessed from the header."""
+    file then never holds every row's texts beside what is made of them). ``tsv``: the file's
+    name says it is separated by tabs (see ``delimiter_of``)."""
     problems: list[Problem] = []
     table = Table(path=path, headers=[], header_columns={}, rows=[], problems=problems)
     # strict: a quote left open or a stray quote in a quoted cell is an error, not a silent repair
     # (an open quote used to swallow every later row into one cell)
-    reader = csv.reader(_lines(text), delimiter=delimiter or delimiter_of(text), strict=True)
+    reader = csv.reader(_lines(text), delimiter=delimiter_of(text, tsv=tsv), strict=True)
     start = 1
     try:
         if excel_separator(text) is not None:
@@ -148,12 +148,15 @@ def _lines(text: str) -> Iterator[str]:
     return (match.group() for match in _LINE.finditer(text))
 
 
-def delimiter_of(text: str) -> str:
-    """What Excel's `sep=;` first line says; else ``,``; or ``;`` / tab when the first non-blank
-    line holds one of those outside quotes (`"notes, misc"` is one name) and no comma."""
+def delimiter_of(text: str, *, tsv: bool = False) -> str:
+    """What Excel's `sep=;` first line says; else a tab for a ``tsv`` (which does not quote); else
+    ``,``; or ``;`` / tab when the first non-blank line holds one of those outside quotes
+    (`"notes, misc"` is one name) and no comma."""
     named = excel_separator(text)
     if named is not None:
         return named
+    if tsv:
+        return "\t"
     first = _outside_quotes(next((line for line in text.splitlines() if line.strip()), ""))
     if "," not in first:
         for candidate in (";", "\t"):

@@ -92,8 +92,7 @@ class JobSourceReader(LoadContext):
             if source is not None:
                 sources.append(source)
 
-        tabs = "\t" if csv_path.suffix.lower() == ".tsv" and csvrows.excel_separator(text) is None else None
-        table = csvrows.read_table(text, display, on_row=take, delimiter=tabs)
+        table = csvrows.read_table(text, display, on_row=take, tsv=csv_path.suffix.lower() == ".tsv")
         self.sink.extend_first(table.problems)  # read last, yet kept first when there are too many
         if not table.row_count and not table.problems:
             self.problem(Location(display, table.header_line, 1), "", "the CSV file has no rows (only a header)")
