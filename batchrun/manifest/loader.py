@@ -36,9 +36,9 @@ class Loader(SectionReader, JobSourceReader):
         text, bad = decode_text(data, self.display)
         if bad is not None or text is None:
             raise ManifestError([bad] if bad else [])
+        del data  # the text is all that is read from here on
         if self.path.suffix.lower() in (".csv", ".tsv"):
-            del data, text  # read again, row by row, as any `csv:` file
-            return self.load_csv_manifest(prices)
+            return self.load_csv_manifest(text, prices)
         self.doc = doc = yamlnodes.parse(text, self.display)
         self.sink.extend(doc.problems)
         if doc.problems and doc.value is None:
@@ -182,10 +182,10 @@ class Loader(SectionReader, JobSourceReader):
                 where = Location("--prices", None, None)
             self.problem(where, f"prices.{key}", f"no job uses the model `{key}` and it is not a known model id{extra}")
 
-    def load_csv_manifest(self, prices: PriceTable | None) -> Campaign:
+    def load_csv_manifest(self, text: str, prices: PriceTable | None) -> Campaign:
         name = self.default_name("give the file a shorter name")
         table = prices or PriceTable.default()
-        sources = self.csv_sources(self.path, self.display, Location(self.display, 1, 1), 1, self.flag_model, None)
+        sources = self.csv_text_sources(text, self.path, self.display, 1, self.flag_model, None)
         directory = Path(os.path.abspath(self.path.parent / f"{name}-output"))
         return self.finish(name, Matrix(), {}, sources, directory, None, None, None, table)
 

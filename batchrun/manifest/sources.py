@@ -85,6 +85,11 @@ class JobSourceReader(LoadContext):
             if bad:
                 self.sink.extend([bad])
             return []
+        return self.csv_text_sources(text, csv_path, display, default_takes, default_model, model_location)
+
+    def csv_text_sources(self, text: str, csv_path: Path, display: str, default_takes: int,
+                         default_model: str | None, model_location: Location | None) -> list[Source]:
+        """One source per row of a CSV file's decoded ``text``, read row by row."""
         sources = []
 
         def take(table: csvrows.Table, row: csvrows.Row) -> None:
